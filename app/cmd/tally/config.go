@@ -1,0 +1,139 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+type config struct {
+	Port            int
+	RedisAddr       string
+	RedisPassword   string
+	RedisDB         int
+	CounterKey      string
+	RedisTimeout    time.Duration
+	ShutdownTimeout time.Duration
+	LogLevel        slog.Level
+}
+
+// envVars is the one list of settings: --help prints it, loadConfig reads it.
+var envVars = []struct{ name, def, help string }{
+	{"PORT", "8080", "TCP port to listen on (1-65535)"},
+	{"REDIS_ADDR", "localhost:6379", "Redis address, host:port"},
+	{"REDIS_HOST", "", "Redis host, used with REDIS_PORT when REDIS_ADDR is unset"},
+	{"REDIS_PORT", "6379", "Redis port, used with REDIS_HOST when REDIS_ADDR is unset"},
+	{"REDIS_PASSWORD", "", "Redis password (never logged)"},
+	{"REDIS_DB", "0", "Redis database number (0-15)"},
+	{"COUNTER_KEY", "visits", "Redis key holding the count"},
+	{"REDIS_TIMEOUT", "300ms", "bound on one Redis command; /count answers 503 past it"},
+	{"SHUTDOWN_TIMEOUT", "10s", "time in-flight requests get to finish after SIGTERM"},
+	{"LOG_LEVEL", "info", "debug, info, warn or error"},
+}
+
+// configError names the variable, what it held and what was expected. It is
+// the whole message a user sees, so it fits on one line.
+type configError struct{ name, value, want string }
+
+func (e *configError) Error() string {
+	return fmt.Sprintf("invalid %s=%q: want %s", e.name, e.value, e.want)
+}
+
+func loadConfig(getenv func(string) string) (config, error) {
+	get := func(name string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		for _, e := range envVars {
+			if e.name == name {
+				return e.def
+			}
+		}
+		return ""
+	}
+	var cfg config
+	var err error
+	if cfg.Port, err = intVar("PORT", get("PORT"), 1, 65535, "a TCP port number 1-65535"); err != nil {
+		return cfg, err
+	}
+	if cfg.RedisAddr, err = redisAddr(getenv, get); err != nil {
+		return cfg, err
+	}
+	if cfg.RedisDB, err = intVar("REDIS_DB", get("REDIS_DB"), 0, 15, "a database number 0-15"); err != nil {
+		return cfg, err
+	}
+	cfg.RedisPassword = getenv("REDIS_PASSWORD") // spaces may be part of a password
+	cfg.CounterKey = get("COUNTER_KEY")
+	if cfg.RedisTimeout, err = durationVar("REDIS_TIMEOUT", get("REDIS_TIMEOUT"), time.Minute); err != nil {
+		return cfg, err
+	}
+	if cfg.ShutdownTimeout, err = durationVar("SHUTDOWN_TIMEOUT", get("SHUTDOWN_TIMEOUT"), time.Hour); err != nil {
+		return cfg, err
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL"))); err != nil {
+		return cfg, &configError{"LOG_LEVEL", get("LOG_LEVEL"), "debug, info, warn or error"}
+	}
+	return cfg, nil
+}
+
+// redisAddr prefers REDIS_ADDR; REDIS_HOST/REDIS_PORT are the original app's
+// names, kept so its deployments move over unchanged.
+func redisAddr(getenv, get func(string) string) (string, error) {
+	if addr := strings.TrimSpace(getenv("REDIS_ADDR")); addr != "" || strings.TrimSpace(getenv("REDIS_HOST")) == "" {
+		addr = get("REDIS_ADDR")
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || host == "" {
+			return "", &configError{"REDIS_ADDR", addr, "host:port, e.g. redis:6379"}
+		}
+		if _, err := intVar("REDIS_ADDR", port, 1, 65535, "host:port with a port 1-65535"); err != nil {
+			return "", &configError{"REDIS_ADDR", addr, "host:port with a port 1-65535"}
+		}
+		return addr, nil
+	}
+	port, err := intVar("REDIS_PORT", get("REDIS_PORT"), 1, 65535, "a TCP port number 1-65535")
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(get("REDIS_HOST"), strconv.Itoa(port)), nil
+}
+
+func intVar(name, value string, lo, hi int, want string) (int, error) {
+	n, err := strconv.Atoi(value)
+	if err != nil || n < lo || n > hi {
+		return 0, &configError{name, value, want}
+	}
+	return n, nil
+}
+
+func durationVar(name, value string, max time.Duration) (time.Duration, error) {
+	d, err := time.ParseDuration(value)
+	if err != nil || d <= 0 || d > max {
+		return 0, &configError{name, value, fmt.Sprintf("a duration such as 300ms or 2s, above 0 and at most %s", max)}
+	}
+	return d, nil
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, `tally serves a visit counter kept in Redis.
+
+Usage:
+  tally               serve HTTP, configured by the environment below
+  tally healthcheck   probe /healthz on localhost:$PORT; exit 0 if healthy, 1 if not
+
+Environment:
+`)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, e := range envVars {
+		def := e.def
+		if def == "" {
+			def = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", e.name, def, e.help)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,126 @@
+// Package redis keeps the tally counter in Redis.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"tally/app"
+)
+
+// Config says where the counter lives and how long one command may take.
+type Config struct {
+	Addr     string
+	Password string
+	DB       int
+	Key      string
+	// Timeout bounds a whole command: waiting for a pooled connection,
+	// dialing, writing and reading the reply.
+	Timeout time.Duration
+}
+
+// Counter is a tally.Counter kept in one Redis key.
+type Counter struct {
+	client  *goredis.Client
+	key     string
+	timeout time.Duration
+}
+
+var _ tally.Counter = (*Counter)(nil)
+
+// New returns a Counter. It does not connect: the service may start while
+// Redis is still down and becomes ready when it comes up.
+func New(cfg Config) *Counter {
+	return &Counter{
+		client: goredis.NewClient(&goredis.Options{
+			Addr:     cfg.Addr,
+			Password: cfg.Password,
+			DB:       cfg.DB,
+			// A retried INCR whose reply was lost would count the visit twice.
+			MaxRetries:            -1,
+			DialTimeout:           cfg.Timeout,
+			DialerRetries:         1,
+			ReadTimeout:           cfg.Timeout,
+			WriteTimeout:          cfg.Timeout,
+			PoolTimeout:           cfg.Timeout,
+			ContextTimeoutEnabled: true,
+			// Standalone Redis sends no maintenance notifications; asking for
+			// them costs a round trip on every new connection.
+			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		}),
+		key:     cfg.Key,
+		timeout: cfg.Timeout,
+	}
+}
+
+// Increment adds one visit with a single INCR and returns the new count.
+func (c *Counter) Increment(ctx context.Context) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	n, err := c.client.Incr(ctx, c.key).Result()
+	if err != nil {
+		return 0, c.unavailable(err)
+	}
+	return n, nil
+}
+
+// Ping checks that Redis answers and accepts our credentials.
+func (c *Counter) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	if err := c.client.Ping(ctx).Err(); err != nil {
+		return c.unavailable(err)
+	}
+	return nil
+}
+
+// Close releases the connection pool.
+func (c *Counter) Close() error { return c.client.Close() }
+
+// unavailable turns a go-redis error into one whose Reason a client may read.
+func (c *Counter) unavailable(err error) error {
+	return &tally.UnavailableError{Reason: reason(err, c.timeout), Err: err}
+}
+
+func reason(err error, timeout time.Duration) string {
+	var netErr net.Error
+	msg := err.Error()
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return "redis did not answer within " + timeout.String()
+	case errors.Is(err, context.Canceled):
+		return "request cancelled"
+	case strings.HasPrefix(msg, "NOAUTH"), strings.HasPrefix(msg, "WRONGPASS"):
+		return "redis rejected the password"
+	case strings.HasPrefix(msg, "LOADING"):
+		return "redis is loading its data"
+	case strings.HasPrefix(msg, "WRONGTYPE"), strings.Contains(msg, "not an integer"):
+		return "the counter key does not hold a number"
+	case errors.As(err, new(*net.OpError)):
+		return "cannot connect to redis"
+	case errors.Is(err, goredis.ErrClosed):
+		return "shutting down"
+	default:
+		return "redis error"
+	}
+}
+
+// SetLogger sends go-redis' own messages (failed dials, pool trouble) to
+// logger, so every log line stays JSON. go-redis keeps one logger per process.
+func SetLogger(logger *slog.Logger) {
+	goredis.SetLogger(logAdapter{logger})
+}
+
+type logAdapter struct{ logger *slog.Logger }
+
+func (a logAdapter) Printf(ctx context.Context, format string, v ...any) {
+	a.logger.WarnContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+}
