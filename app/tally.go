@@ -5,10 +5,15 @@ package tally
 
 import "context"
 
-// Counter is the store behind /count. Increment must be atomic: two callers
-// never see the same value, and each successful call raises the count by one.
+// Counter is the store behind /count. Increment must be atomic: two visits
+// never see the same value, and each visit raises the count by exactly one.
+//
+// visitID makes a retried visit safe: a load balancer that resends a request
+// after an instance died mid-request sends the same id, and a second call
+// with an id already counted returns the first call's value without counting.
+// An empty visitID always counts.
 type Counter interface {
-	Increment(ctx context.Context) (int64, error)
+	Increment(ctx context.Context, visitID string) (int64, error)
 	// Ping reports whether the store can serve requests right now.
 	Ping(ctx context.Context) error
 }

@@ -61,11 +61,31 @@ func New(cfg Config) *Counter {
 	}
 }
 
-// Increment adds one visit with a single INCR and returns the new count.
-func (c *Counter) Increment(ctx context.Context) (int64, error) {
+// visitTTL is how long a counted visit id is remembered: longer than any
+// retry window of the load balancer in front (nginx gives up after seconds).
+const visitTTL = 60 * time.Second
+
+// incrOnce counts a visit unless its id was counted already, in one atomic
+// step: INCR and the record of the id cannot be separated by a crash.
+var incrOnce = goredis.NewScript(`
+local seen = redis.call('GET', KEYS[2])
+if seen then return tonumber(seen) end
+local n = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], n, 'PX', ARGV[1])
+return n`)
+
+// Increment adds one visit with a single INCR and returns the new count; see
+// tally.Counter for visitID.
+func (c *Counter) Increment(ctx context.Context, visitID string) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	n, err := c.client.Incr(ctx, c.key).Result()
+	var n int64
+	var err error
+	if visitID == "" {
+		n, err = c.client.Incr(ctx, c.key).Result()
+	} else {
+		n, err = incrOnce.Run(ctx, c.client, []string{c.key, c.key + ":visit:" + visitID}, visitTTL.Milliseconds()).Int64()
+	}
 	if err != nil {
 		return 0, c.unavailable(err)
 	}

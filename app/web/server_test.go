@@ -262,3 +262,21 @@ func TestNegotiate(t *testing.T) {
 		}
 	}
 }
+
+func TestResentCountWithTheSameRequestIDCountsOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	h, _ := newHandler(t, srv.Addr)
+	send := func(id string) string {
+		req := httptest.NewRequest("GET", "/count", nil)
+		req.Header.Set("Accept", "text/plain")
+		req.Header.Set("X-Request-ID", id)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Body.String()
+	}
+	// nginx resends a request with its id when the first instance died
+	// before answering; the resend must not count the visit again.
+	if a, b, c := send("nginx-id-1"), send("nginx-id-1"), send("nginx-id-2"); a != "1\n" || b != "1\n" || c != "2\n" {
+		t.Errorf("counts for ids 1, 1, 2 = %q %q %q; want 1 1 2", a, b, c)
+	}
+}

@@ -1,0 +1,68 @@
+package redis_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"tally/app"
+	"tally/app/internal/redistest"
+	"tally/app/redis"
+)
+
+func newCounter(t *testing.T, addr, password string) *redis.Counter {
+	c := redis.New(redis.Config{Addr: addr, Password: password, Key: "visits", Timeout: 300 * time.Millisecond})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestIncrementCountsEachVisitOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCounter(t, srv.Addr, redistest.Password)
+	ctx := t.Context()
+
+	for i, tc := range []struct {
+		visitID string
+		want    int64
+	}{
+		{"", 1}, {"", 2}, // no id: always counts
+		{"req-a", 3},
+		{"req-a", 3}, // a resent request is not counted again
+		{"req-b", 4},
+		{"req-a", 3},
+		{"", 5},
+	} {
+		got, err := c.Increment(ctx, tc.visitID)
+		if err != nil || got != tc.want {
+			t.Fatalf("call %d Increment(%q) = %d, %v; want %d", i, tc.visitID, got, err, tc.want)
+		}
+	}
+	if n, _ := srv.Client.Get(ctx, "visits").Int64(); n != 5 {
+		t.Errorf("visits = %d, want 5", n)
+	}
+	if ttl, _ := srv.Client.PTTL(ctx, "visits:visit:req-a").Result(); ttl <= 0 || ttl > time.Minute {
+		t.Errorf("a visit id is kept for %v, want a TTL of at most a minute", ttl)
+	}
+}
+
+func TestErrorsSayWhy(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	for name, tc := range map[string]struct {
+		counter *redis.Counter
+		setup   func()
+		reason  string
+	}{
+		"wrong password": {newCounter(t, srv.Addr, "wrong"), func() {}, "redis rejected the password"},
+		"no password":    {newCounter(t, srv.Addr, ""), func() {}, "redis rejected the password"},
+		"not a number": {newCounter(t, srv.Addr, redistest.Password),
+			func() { srv.Client.Set(ctx, "visits", "many", 0) }, "the counter key does not hold a number"},
+	} {
+		tc.setup()
+		_, err := tc.counter.Increment(ctx, "")
+		var ue *tally.UnavailableError
+		if !errors.As(err, &ue) || ue.Reason != tc.reason {
+			t.Errorf("%s: Increment error %v, want reason %q", name, err, tc.reason)
+		}
+	}
+}
