@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 .PHONY: run
 run: ## run the app on :8080 against REDIS_ADDR (default localhost:6379)
@@ -17,9 +17,51 @@ run: ## run the app on :8080 against REDIS_ADDR (default localhost:6379)
 
 .PHONY: test
 test: lint ## every test in the workspace (needs redis-server; see README)
-	go test -race -count=1 $(PKGS)
+	go test -race -count=1 -timeout 20m $(PKGS)
 
 .PHONY: lint
 lint: ## gofmt check and go vet
 	@out=$$(gofmt -l $(subst /...,,$(PKGS))); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	go vet $(PKGS)
+
+# --- Compose: the whole stack on this Docker host -------------------------
+REPLICAS ?= 3
+COMPOSE ?= docker compose
+
+.PHONY: up
+up: .env ## run the stack: nginx on HTTP_PORT (default 5002), REPLICAS web replicas (default 3), Redis
+	VERSION=$(VERSION) $(COMPOSE) up -d --build --wait --scale web=$(REPLICAS)
+	@echo "tally is up: http://localhost:$$(grep -E '^HTTP_PORT=' .env | cut -d= -f2 || echo 5002)/"
+
+.PHONY: down
+down: ## stop and remove the stack's containers; keeps the Redis volume
+	$(COMPOSE) down
+
+.PHONY: logs
+logs: ## follow the stack's logs
+	$(COMPOSE) logs -f
+
+.PHONY: ps
+ps: ## list the stack's containers
+	$(COMPOSE) ps
+
+# First run: a .env with a random Redis password, from .env.example.
+.env:
+	@pw=$$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'); \
+	sed "s/^REDIS_PASSWORD=.*/REDIS_PASSWORD=$$pw/" .env.example > .env; \
+	chmod 600 .env; echo "wrote .env with a random REDIS_PASSWORD"
+
+.PHONY: offline-images
+offline-images: ## build local redis/nginx/golang images from Debian packages, for hosts that cannot pull
+	@bash offline/build.sh
+
+.PHONY: e2e
+e2e: ## the end-to-end suite: the Compose stack on this Docker engine (needs docker compose v2)
+	go test -count=1 -timeout 20m -v ./e2e/...
+
+.PHONY: compose-plugin
+compose-plugin: ## build the Docker Compose v2 CLI plugin from the Go module proxy (for CI machines)
+	cd tools/compose && GOWORK=off go build -trimpath \
+		-ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$$(GOWORK=off go list -m -f '{{.Version}}' github.com/docker/compose/v2)" \
+		-o /usr/local/lib/docker/cli-plugins/docker-compose github.com/docker/compose/v2/cmd
+	docker compose version

@@ -1,0 +1,3 @@
+module tally/e2e
+
+go 1.26.0

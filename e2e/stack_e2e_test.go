@@ -1,0 +1,178 @@
+package e2e
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestStack drives the real Compose stack through nginx's published port on
+// 127.0.0.1. The steps share one stack and run in order.
+func TestStack(t *testing.T) {
+	requireDocker(t)
+	s := newStack(t)
+	s.up(3)
+
+	t.Run("serves through nginx", func(t *testing.T) {
+		if r := get(s.url("/")); r.code != 200 || r.instance == "" {
+			t.Fatalf("GET / = %d %q %v", r.code, r.instance, r.err)
+		}
+		a, b := get(s.url("/count")), get(s.url("/count"))
+		if a.code != 200 || b.code != 200 || b.count != a.count+1 {
+			t.Fatalf("two /count = %d:%d then %d:%d, want consecutive counts", a.code, a.count, b.code, b.count)
+		}
+		if r := get(s.url("/nginx-health")); r.code != 200 {
+			t.Errorf("/nginx-health = %d", r.code)
+		}
+	})
+
+	t.Run("spreads over every replica", func(t *testing.T) {
+		res := newTally()
+		for range 60 {
+			res.add(get(s.url("/")))
+		}
+		if len(res.instances) != 3 {
+			t.Errorf("60 requests reached %d instances, want 3: %v", len(res.instances), res)
+		}
+	})
+
+	t.Run("3000 concurrent counts are exact", func(t *testing.T) {
+		before := s.counter()
+		res := burst(s.url("/count"), 3000)
+		after := s.counter()
+		if after-before != int64(res.ok) {
+			t.Errorf("counter rose by %d, but %d requests got 200 (%v)", after-before, res.ok, res)
+		}
+		if d := res.duplicates(); len(d) > 0 {
+			t.Errorf("counts handed out twice: %v", d)
+		}
+		if res.failed() > 0 {
+			t.Errorf("requests failed on a healthy stack: %v", res)
+		}
+	})
+
+	t.Run("scaling under load loses nothing", func(t *testing.T) {
+		before := s.counter()
+		stop := steadyLoad(s.url("/count"), 8)
+		s.compose("up", "-d", "--no-build", "--wait", "--scale", "web=5", "--no-recreate")
+		time.Sleep(3 * time.Second) // nginx re-resolves every second
+		s.compose("up", "-d", "--no-build", "--wait", "--scale", "web=2", "--no-recreate")
+		time.Sleep(2 * time.Second)
+		res := stop()
+		t.Logf("scale 3→5→2 under load: %v", res)
+		if res.failed() > 0 {
+			t.Errorf("requests failed while scaling: %v", res)
+		}
+		if len(res.instances) < 5 {
+			t.Errorf("load reached %d instances, want all 5", len(res.instances))
+		}
+		if got := s.counter() - before; got != int64(res.ok) {
+			t.Errorf("counter rose by %d, %d requests got 200", got, res.ok)
+		}
+		if n := len(s.containers("web")); n != 2 {
+			t.Errorf("%d web containers after scaling to 2", n)
+		}
+	})
+
+	t.Run("a killed replica loses nothing", func(t *testing.T) {
+		s.compose("up", "-d", "--no-build", "--wait", "--scale", "web=3", "--no-recreate")
+		time.Sleep(2 * time.Second)
+		before := s.counter()
+		stop := steadyLoad(s.url("/count"), 8)
+		time.Sleep(time.Second)
+		victim := s.containers("web")[0]
+		if out, err := exec.Command("docker", "kill", victim).CombinedOutput(); err != nil {
+			t.Fatalf("docker kill: %v %s", err, out)
+		}
+		time.Sleep(3 * time.Second)
+		res := stop()
+		t.Logf("kill -9 of one replica under load: %v", res)
+		if res.failed() > 0 {
+			t.Errorf("requests failed when a replica was killed: %v", res)
+		}
+		if got := s.counter() - before; got != int64(res.ok) {
+			t.Errorf("counter rose by %d, %d requests got 200", got, res.ok)
+		}
+		if d := res.duplicates(); len(d) > 0 {
+			t.Errorf("counts handed out twice: %v", d)
+		}
+	})
+
+	t.Run("the count survives restarts", func(t *testing.T) {
+		get(s.url("/count"))
+		before := s.counter()
+		s.compose("restart", "redis")
+		if got := s.counter(); got != before {
+			t.Errorf("after restarting Redis the count is %d, was %d", got, before)
+		}
+		s.compose("down") // no -v: the volume stays
+		s.up(3)
+		if got := s.counter(); got != before {
+			t.Errorf("after down and up the count is %d, was %d", got, before)
+		}
+		if !waitUntil(5*time.Second, func() bool { return get(s.url("/count")).count == before+1 }) {
+			t.Errorf("/count after down and up did not go on from %d", before)
+		}
+	})
+
+	t.Run("Redis down gives fast 503s and recovers", func(t *testing.T) {
+		s.compose("stop", "redis")
+		r := get(s.url("/count"))
+		if r.code != 503 || r.elapsed > time.Second {
+			t.Errorf("/count with Redis stopped = %d after %v, want a 503 within the 300ms bound", r.code, r.elapsed)
+		}
+		if r := get(s.url("/")); r.code != 200 {
+			t.Errorf("/ with Redis stopped = %d, want 200", r.code)
+		}
+		s.compose("start", "redis")
+		start := time.Now()
+		// Redis itself takes a moment to load; the app must follow within 2s
+		// of Redis answering.
+		if !waitUntil(30*time.Second, func() bool { _, err := s.redisCLI(false, "PING"); return err == nil }) {
+			t.Fatal("Redis did not come back")
+		}
+		ready := time.Now()
+		if !waitUntil(2*time.Second, func() bool { return get(s.url("/count")).code == 200 }) {
+			t.Errorf("/count not 200 within 2s of Redis answering again (%v after start)", time.Since(start))
+		}
+		t.Logf("Redis answered %v after start; /count followed %v later", ready.Sub(start), time.Since(ready))
+	})
+
+	t.Run("secure by default", func(t *testing.T) {
+		if out, _ := s.composeOutput("port", "redis", "6379"); strings.Contains(out, ":") {
+			t.Errorf("Redis is published on the host: %s", out)
+		}
+		for _, id := range s.containers("redis") {
+			out, _ := exec.Command("docker", "inspect", "-f", "{{json .NetworkSettings.Ports}}", id).Output()
+			if strings.Contains(string(out), "HostPort") {
+				t.Errorf("Redis container %s publishes a port: %s", id, out)
+			}
+		}
+		if out, err := s.redisCLI(true, "GET", "visits"); err == nil && !strings.Contains(out, "NOAUTH") {
+			t.Errorf("Redis answered without the password: %q", out)
+		}
+		probe := `exec 3<>/dev/tcp/redis/6379 && echo reached`
+		if out, _ := s.composeOutput("exec", "-T", "nginx", "bash", "-c", probe); strings.Contains(out, "reached") {
+			t.Errorf("nginx's container can reach Redis: %s", out)
+		}
+		for _, service := range []string{"nginx", "web", "redis"} {
+			for _, id := range s.containers(service) {
+				out, err := exec.Command("docker", "top", id, "-eo", "uid,comm").Output()
+				if err != nil {
+					t.Fatalf("docker top %s: %v", id, err)
+				}
+				for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n")[1:] {
+					if f := strings.Fields(line); len(f) > 0 && f[0] == "0" {
+						t.Errorf("%s container %.12s runs %q as root", service, id, line)
+					}
+				}
+				cfg, _ := exec.Command("docker", "inspect", "-f",
+					"{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}}", id).Output()
+				if got := strings.TrimSpace(string(cfg)); got != "true [ALL] [no-new-privileges:true]" {
+					t.Errorf("%s container %.12s: read-only, cap_drop, security_opt = %s", service, id, got)
+				}
+			}
+		}
+	})
+}
