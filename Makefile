@@ -65,3 +65,20 @@ compose-plugin: ## build the Docker Compose v2 CLI plugin from the Go module pro
 		-ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$$(GOWORK=off go list -m -f '{{.Version}}' github.com/docker/compose/v2)" \
 		-o /usr/local/lib/docker/cli-plugins/docker-compose github.com/docker/compose/v2/cmd
 	docker compose version
+
+# --- Pulumi: the stack on any Docker host (see README) ----------------------
+.PHONY: deploy
+deploy: ## pulumi up: deploy the stack STACK (default dev) to its Docker host
+	bash infra/pulumi.sh up --yes
+
+.PHONY: preview
+preview: ## pulumi preview --diff: what deploy would change
+	bash infra/pulumi.sh preview --diff
+
+.PHONY: destroy
+destroy: ## pulumi destroy: remove the stack (the Redis volume stays unless tally:retainData=false)
+	bash infra/pulumi.sh destroy --yes
+
+.PHONY: outputs
+outputs: ## the stack's outputs: url, webContainers, redisVolume, networks
+	bash infra/pulumi.sh stack output

@@ -1,0 +1,32 @@
+// The tally Pulumi program: `pulumi up` deploys tally to the Docker host in
+// the stack's config. See README.md ("Deploy with Pulumi").
+package main
+
+import (
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"tally/infra/tally"
+)
+
+func main() {
+	pulumi.Run(func(ctx *pulumi.Context) error {
+		cfg, err := tally.LoadConfig(ctx)
+		if err != nil {
+			return err
+		}
+		// Pulumi runs the program in infra/; the repository is its parent.
+		files, err := tally.ReadFiles("..")
+		if err != nil {
+			return err
+		}
+		stack, err := tally.NewDockerStack(ctx, "tally", cfg, files)
+		if err != nil {
+			return err
+		}
+		ctx.Export("url", stack.URL)
+		ctx.Export("webContainers", stack.WebContainers)
+		ctx.Export("redisVolume", stack.RedisVolume)
+		ctx.Export("networks", stack.Networks)
+		return nil
+	})
+}

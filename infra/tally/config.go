@@ -1,0 +1,145 @@
+package tally
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// Config is everything the stack needs, read and checked once. Every key is
+// in the `tally` namespace (`pulumi config set tally:replicas 5`).
+type Config struct {
+	DockerHost string   // unix://, ssh://user@host, tcp://host:2376; "" is DOCKER_HOST or the local engine
+	SSHOpts    []string // extra ssh flags for ssh:// hosts
+	CAPem      Secret   // TLS material for tcp:// hosts
+	CertPem    Secret
+	KeyPem     Secret
+
+	Replicas      int
+	HTTPPort      int
+	RedisPassword Secret
+	RetainData    bool // keep the Redis volume when the stack is destroyed
+
+	AppImage   string // an existing app image; "" builds the repo's Dockerfile
+	RedisImage string
+	NginxImage string
+	GoImage    string
+}
+
+// Defaults: the official images, the majors the app is tested against.
+const (
+	DefaultRedisImage = "redis:8.0"
+	DefaultNginxImage = "nginx:1.30"
+	DefaultGoImage    = "golang:1.26"
+)
+
+// Secret is a config value that must never be printed or stored in plain
+// text: fmt shows "[secret]", and Output wraps it as a Pulumi secret.
+type Secret string
+
+func (s Secret) String() string   { return "[secret]" }
+func (s Secret) GoString() string { return "[secret]" }
+
+// Output returns the value as a Pulumi secret, encrypted in state.
+func (s Secret) Output() pulumi.StringOutput {
+	return pulumi.ToSecret(pulumi.String(string(s))).(pulumi.StringOutput)
+}
+
+// LoadConfig reads the stack's configuration from Pulumi.
+func LoadConfig(ctx *pulumi.Context) (Config, error) {
+	return ParseConfig(
+		func(key string) (string, bool) { return ctx.GetConfig("tally:" + key) },
+		func(key string) bool { return ctx.IsConfigSecret("tally:" + key) })
+}
+
+// secretKeys must be set with --secret, so they are encrypted in the stack's
+// config file and state.
+var secretKeys = []string{"redisPassword", "caPem", "certPem", "keyPem"}
+
+// ParseConfig checks every key and reports all problems at once, each naming
+// the key and what it expects, so `pulumi preview` fails with a clear message.
+// get returns a key's value; isSecret says whether it was set with --secret.
+func ParseConfig(get func(key string) (string, bool), isSecret func(key string) bool) (Config, error) {
+	var errs []error
+	bad := func(key, value, want string) {
+		errs = append(errs, fmt.Errorf("tally:%s = %q: want %s", key, value, want))
+	}
+	str := func(key, def string) string {
+		if v, ok := get(key); ok && strings.TrimSpace(v) != "" {
+			return strings.TrimSpace(v)
+		}
+		return def
+	}
+	intIn := func(key string, def, lo, hi int) int {
+		v := str(key, strconv.Itoa(def))
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			bad(key, v, fmt.Sprintf("a whole number from %d to %d", lo, hi))
+			return def
+		}
+		return n
+	}
+	secret := func(key string) Secret {
+		v, _ := get(key)
+		return Secret(v)
+	}
+
+	cfg := Config{
+		DockerHost:    str("dockerHost", ""),
+		CAPem:         secret("caPem"),
+		CertPem:       secret("certPem"),
+		KeyPem:        secret("keyPem"),
+		Replicas:      intIn("replicas", 3, 1, 50),
+		HTTPPort:      intIn("httpPort", 8080, 1, 65535),
+		RedisPassword: secret("redisPassword"),
+		RetainData:    true,
+		AppImage:      str("appImage", ""),
+		RedisImage:    str("redisImage", DefaultRedisImage),
+		NginxImage:    str("nginxImage", DefaultNginxImage),
+		GoImage:       str("goImage", DefaultGoImage),
+	}
+
+	if v := str("retainData", "true"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad("retainData", v, "true or false")
+		} else {
+			cfg.RetainData = b
+		}
+	}
+	if v := str("sshOpts", ""); v != "" {
+		if err := json.Unmarshal([]byte(v), &cfg.SSHOpts); err != nil {
+			bad("sshOpts", v, `a list of ssh flags, e.g. ["-o", "StrictHostKeyChecking=yes"] (pulumi config set --path 'tally:sshOpts[0]' ...)`)
+		}
+	}
+	if cfg.DockerHost != "" {
+		u, err := url.Parse(cfg.DockerHost)
+		switch {
+		case err != nil || u.Scheme == "":
+			bad("dockerHost", cfg.DockerHost, "a URL: unix:///var/run/docker.sock, ssh://user@host or tcp://host:2376")
+		case u.Scheme != "unix" && u.Scheme != "ssh" && u.Scheme != "tcp" && u.Scheme != "npipe":
+			bad("dockerHost", cfg.DockerHost, "scheme unix://, ssh://, tcp:// or npipe://")
+		case (u.Scheme == "ssh" || u.Scheme == "tcp") && u.Hostname() == "":
+			bad("dockerHost", cfg.DockerHost, "a host name, e.g. ssh://deploy@example.com")
+		}
+	}
+	if (cfg.CertPem == "") != (cfg.KeyPem == "") {
+		errs = append(errs, errors.New("tally:certPem and tally:keyPem: set both (the client certificate and its key) or neither"))
+	}
+	if cfg.RedisPassword == "" {
+		errs = append(errs, errors.New("tally:redisPassword is not set: pulumi config set --secret tally:redisPassword \"$(openssl rand -hex 24)\""))
+	} else if strings.ContainsAny(string(cfg.RedisPassword), "\"'\\ \t\n") {
+		errs = append(errs, errors.New("tally:redisPassword must not contain quotes, backslashes or white space"))
+	}
+	for _, key := range secretKeys {
+		if v, _ := get(key); v != "" && !isSecret(key) {
+			errs = append(errs, fmt.Errorf("tally:%s is stored in plain text: set it again with pulumi config set --secret", key))
+		}
+	}
+	return cfg, errors.Join(errs...)
+}

@@ -1,0 +1,260 @@
+package tally
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// DockerStack is tally on one Docker host, local or remote: two networks,
+// the Redis volume and container, the web containers and nginx.
+type DockerStack struct {
+	pulumi.ResourceState
+
+	URL           pulumi.StringOutput      `pulumi:"url"`
+	WebContainers pulumi.StringArrayOutput `pulumi:"webContainers"`
+	RedisVolume   pulumi.StringOutput      `pulumi:"redisVolume"`
+	Networks      pulumi.StringMapOutput   `pulumi:"networks"`
+}
+
+// NewDockerStack declares the stack on the Docker host cfg names.
+func NewDockerStack(ctx *pulumi.Context, name string, cfg Config, files Files, opts ...pulumi.ResourceOption) (*DockerStack, error) {
+	s := &DockerStack{}
+	if err := ctx.RegisterComponentResource("tally:docker:Stack", name, s, opts...); err != nil {
+		return nil, err
+	}
+	n := namesFor(ctx)
+
+	provider, err := docker.NewProvider(ctx, n.of("docker"), providerArgs(cfg), pulumi.Parent(s))
+	if err != nil {
+		return nil, err
+	}
+	on := []pulumi.ResourceOption{pulumi.Parent(s), pulumi.Provider(provider)}
+
+	frontend, err := docker.NewNetwork(ctx, n.of("frontend"), &docker.NetworkArgs{
+		Name:   pulumi.String(n.of("frontend")),
+		Driver: pulumi.String("bridge"),
+		Labels: networkLabels(n.labels("frontend")),
+	}, on...)
+	if err != nil {
+		return nil, err
+	}
+	// Internal: no route out, nothing published; only web and Redis join it.
+	backend, err := docker.NewNetwork(ctx, n.of("backend"), &docker.NetworkArgs{
+		Name:     pulumi.String(n.of("backend")),
+		Driver:   pulumi.String("bridge"),
+		Internal: pulumi.Bool(true),
+		Labels:   networkLabels(n.labels("backend")),
+	}, on...)
+	if err != nil {
+		return nil, err
+	}
+
+	volume, err := docker.NewVolume(ctx, n.of("redis-data"), &docker.VolumeArgs{
+		Name:   pulumi.String(n.of("redis-data")),
+		Labels: volumeLabels(n.labels("redis-data")),
+	}, append(on, pulumi.RetainOnDelete(cfg.RetainData))...)
+	if err != nil {
+		return nil, err
+	}
+
+	redisImage, err := pulledImage(ctx, n.of("redis-image"), cfg.RedisImage, on)
+	if err != nil {
+		return nil, err
+	}
+	redis, err := docker.NewContainer(ctx, n.of("redis"), hardened(&docker.ContainerArgs{
+		Name:  pulumi.String(n.of("redis")),
+		Image: redisImage.ImageId,
+		User:  pulumi.String(redisUser),
+		// The script's text runs as `sh -c`, so a remote host needs no copy.
+		Command: pulumi.StringArray{pulumi.String("sh"), pulumi.String("-c"), pulumi.String(files.RedisStart), pulumi.String("redis-start")},
+		Envs:    pulumi.StringArray{pulumi.Sprintf("REDIS_PASSWORD=%s", cfg.RedisPassword.Output())},
+		Volumes: docker.ContainerVolumeArray{docker.ContainerVolumeArgs{
+			VolumeName: volume.Name, ContainerPath: pulumi.String("/data"),
+		}},
+		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{docker.ContainerNetworksAdvancedArgs{
+			Name: backend.Name, Aliases: pulumi.StringArray{pulumi.String(redisAlias)},
+		}},
+		Healthcheck: healthcheck(redisHealthcheck, 15),
+		Memory:      pulumi.Int(256),
+		// Time to write the AOF and the final snapshot on the way down.
+		DestroyGraceSeconds: pulumi.Int(30),
+		Labels:              containerLabels(n.labels("redis")),
+	}), append(on, pulumi.DeleteBeforeReplace(true))...) // one Redis per stack, by name
+	if err != nil {
+		return nil, err
+	}
+
+	appImage, tag, err := appImage(ctx, n, cfg, files, on)
+	if err != nil {
+		return nil, err
+	}
+	var webNames pulumi.StringArray
+	for i := 1; i <= cfg.Replicas; i++ {
+		// The name carries the image tag: a new image creates new containers
+		// beside the old ones (create-before-delete), which Pulumi removes
+		// only once the new ones are healthy.
+		base := n.of("web", strconv.Itoa(i))
+		web, err := docker.NewContainer(ctx, base, hardened(&docker.ContainerArgs{
+			Name:  pulumi.Sprintf("%s-%s", base, tag),
+			Image: appImage,
+			Envs:  webEnv(cfg.RedisPassword),
+			NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
+				docker.ContainerNetworksAdvancedArgs{Name: frontend.Name, Aliases: pulumi.StringArray{pulumi.String(webAlias)}},
+				docker.ContainerNetworksAdvancedArgs{Name: backend.Name},
+			},
+			Healthcheck: healthcheck(webHealthcheck, 3),
+			Memory:      pulumi.Int(64),
+			// SIGTERM, then time to finish in-flight requests (the app's
+			// SHUTDOWN_TIMEOUT is 10s) before the container is removed.
+			DestroyGraceSeconds: pulumi.Int(15),
+			Labels:              containerLabels(n.labels("web")),
+		}), append(on, pulumi.DependsOn([]pulumi.Resource{redis}))...)
+		if err != nil {
+			return nil, err
+		}
+		webNames = append(webNames, web.Name)
+	}
+
+	nginxImage, err := pulledImage(ctx, n.of("nginx-image"), cfg.NginxImage, on)
+	if err != nil {
+		return nil, err
+	}
+	// nginx finds the replicas through Docker's DNS (nginx/upstream.conf), so
+	// nothing here depends on the number of replicas: scaling leaves it be.
+	_, err = docker.NewContainer(ctx, n.of("nginx"), hardened(&docker.ContainerArgs{
+		Name:        pulumi.String(n.of("nginx")),
+		Image:       nginxImage.ImageId,
+		User:        pulumi.String(nginxUser),
+		Entrypoints: pulumi.StringArray{pulumi.String("sh"), pulumi.String("-c"), pulumi.String(nginxStart)},
+		Envs: pulumi.StringArray{
+			pulumi.String("TALLY_NGINX_CONF=" + files.NginxConf),
+			pulumi.String("TALLY_UPSTREAM_CONF=" + files.UpstreamConf),
+		},
+		Ports: docker.ContainerPortArray{docker.ContainerPortArgs{
+			Internal: pulumi.Int(nginxPort), External: pulumi.Int(cfg.HTTPPort),
+		}},
+		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{docker.ContainerNetworksAdvancedArgs{Name: frontend.Name}},
+		Healthcheck:      healthcheck(nginxHealthcheck, 5),
+		Memory:           pulumi.Int(64),
+		StopSignal:       pulumi.String("SIGQUIT"), // nginx's graceful stop
+		Labels:           containerLabels(n.labels("nginx")),
+	}), append(on, pulumi.DeleteBeforeReplace(true))...) // it owns the host port
+	if err != nil {
+		return nil, err
+	}
+
+	s.URL = pulumi.Sprintf("http://%s:%d/", urlHost(cfg.DockerHost), cfg.HTTPPort).ToStringOutput()
+	s.WebContainers = webNames.ToStringArrayOutput()
+	s.RedisVolume = volume.Name
+	s.Networks = pulumi.StringMap{"frontend": frontend.Name, "backend": backend.Name}.ToStringMapOutput()
+	return s, ctx.RegisterResourceOutputs(s, pulumi.Map{
+		"url": s.URL, "webContainers": s.WebContainers, "redisVolume": s.RedisVolume, "networks": s.Networks,
+	})
+}
+
+func providerArgs(cfg Config) *docker.ProviderArgs {
+	args := &docker.ProviderArgs{}
+	if cfg.DockerHost != "" {
+		args.Host = pulumi.String(cfg.DockerHost)
+	}
+	if len(cfg.SSHOpts) > 0 {
+		args.SshOpts = pulumi.ToStringArray(cfg.SSHOpts)
+	}
+	if cfg.CAPem != "" {
+		args.CaMaterial = cfg.CAPem.Output()
+	}
+	if cfg.CertPem != "" {
+		args.CertMaterial = cfg.CertPem.Output()
+		args.KeyMaterial = cfg.KeyPem.Output()
+	}
+	return args
+}
+
+// pulledImage makes sure the host has image. KeepLocally: destroying the
+// stack does not remove an image other stacks may use.
+func pulledImage(ctx *pulumi.Context, name, image string, on []pulumi.ResourceOption) (*docker.RemoteImage, error) {
+	return docker.NewRemoteImage(ctx, name, &docker.RemoteImageArgs{
+		Name: pulumi.String(image), KeepLocally: pulumi.Bool(true),
+	}, on...)
+}
+
+// appImage is the app image to run and a short tag that changes with it:
+// the configured image, or one built from the repository's Dockerfile.
+func appImage(ctx *pulumi.Context, n names, cfg Config, files Files, on []pulumi.ResourceOption) (pulumi.StringInput, pulumi.StringOutput, error) {
+	if cfg.AppImage != "" {
+		img, err := pulledImage(ctx, n.of("web-image"), cfg.AppImage, on)
+		if err != nil {
+			return nil, pulumi.StringOutput{}, err
+		}
+		tag := img.ImageId.ApplyT(func(id string) string {
+			sum := sha256.Sum256([]byte(id))
+			return hex.EncodeToString(sum[:])[:12]
+		}).(pulumi.StringOutput)
+		return img.ImageId, tag, nil
+	}
+	img, err := docker.NewImage(ctx, n.of("web-image"), &docker.ImageArgs{
+		ImageName: pulumi.String(n.of("web") + ":" + files.AppHash),
+		SkipPush:  pulumi.Bool(true), // built on the target host itself
+		Build: &docker.DockerBuildArgs{
+			// The Dockerfile is the context's own (the default).
+			Context: pulumi.String(files.Root),
+			Args:    pulumi.StringMap{"GO_IMAGE": pulumi.String(cfg.GoImage), "VERSION": pulumi.String(files.AppHash)},
+		},
+	}, on...)
+	if err != nil {
+		return nil, pulumi.StringOutput{}, err
+	}
+	return img.ImageName, pulumi.String(files.AppHash).ToStringOutput(), nil
+}
+
+// hardened applies what every tally container gets: read-only root, no
+// capabilities, no privilege gain, a writable /tmp in memory, a restart
+// policy, and Pulumi waiting until its health check passes.
+func hardened(args *docker.ContainerArgs) *docker.ContainerArgs {
+	args.ReadOnly = pulumi.Bool(true)
+	args.Capabilities = docker.ContainerCapabilitiesArgs{Drops: pulumi.StringArray{pulumi.String("ALL")}}
+	args.SecurityOpts = pulumi.StringArray{pulumi.String("no-new-privileges:true")}
+	args.Tmpfs = pulumi.StringMap{"/tmp": pulumi.String("rw,noexec,nosuid,size=16m")}
+	args.Restart = pulumi.String("unless-stopped")
+	args.Wait = pulumi.Bool(true)
+	args.WaitTimeout = pulumi.Int(90)
+	return args
+}
+
+func healthcheck(test []string, retries int) docker.ContainerHealthcheckArgs {
+	return docker.ContainerHealthcheckArgs{
+		Tests:       pulumi.ToStringArray(test),
+		Interval:    pulumi.String("2s"),
+		Timeout:     pulumi.String("2s"),
+		Retries:     pulumi.Int(retries),
+		StartPeriod: pulumi.String("5s"),
+	}
+}
+
+func containerLabels(m map[string]string) docker.ContainerLabelArray {
+	var out docker.ContainerLabelArray
+	for _, k := range sortedKeys(m) {
+		out = append(out, docker.ContainerLabelArgs{Label: pulumi.String(k), Value: pulumi.String(m[k])})
+	}
+	return out
+}
+
+func networkLabels(m map[string]string) docker.NetworkLabelArray {
+	var out docker.NetworkLabelArray
+	for _, k := range sortedKeys(m) {
+		out = append(out, docker.NetworkLabelArgs{Label: pulumi.String(k), Value: pulumi.String(m[k])})
+	}
+	return out
+}
+
+func volumeLabels(m map[string]string) docker.VolumeLabelArray {
+	var out docker.VolumeLabelArray
+	for _, k := range sortedKeys(m) {
+		out = append(out, docker.VolumeLabelArgs{Label: pulumi.String(k), Value: pulumi.String(m[k])})
+	}
+	return out
+}

@@ -1,0 +1,341 @@
+package tally
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+)
+
+func containerNames(r run) []string {
+	var names []string
+	for _, c := range r.byType(containerType) {
+		names = append(names, c.name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func TestResourcesPerReplicaCount(t *testing.T) {
+	for _, replicas := range []string{"1", "3", "5"} {
+		r := mustRun(t, "dev", with(testConfig(), "tally:replicas", replicas))
+		webs := 0
+		for _, c := range r.byType(containerType) {
+			if strings.HasPrefix(c.name, "tally-dev-web-") {
+				webs++
+			}
+		}
+		if want := replicas[0] - '0'; webs != int(want) {
+			t.Errorf("replicas=%s: %d web containers", replicas, webs)
+		}
+		if n := len(r.byType(containerType)); n != webs+2 {
+			t.Errorf("replicas=%s: %d containers, want web + redis + nginx", replicas, n)
+		}
+		if n, v := len(r.byType(networkType)), len(r.byType(volumeType)); n != 2 || v != 1 {
+			t.Errorf("replicas=%s: %d networks and %d volumes, want 2 and 1", replicas, n, v)
+		}
+		if got := r.outputs["webContainers"]; len(got.([]string)) != webs {
+			t.Errorf("webContainers output = %v", got)
+		}
+	}
+}
+
+// Scaling 3→5 must add exactly two web containers and leave every other
+// resource's inputs as they were, nginx above all.
+func TestScalingAddsOnlyWebContainers(t *testing.T) {
+	three := mustRun(t, "dev", with(testConfig(), "tally:replicas", "3"))
+	five := mustRun(t, "dev", with(testConfig(), "tally:replicas", "5"))
+	before := map[string]resource.PropertyMap{}
+	for _, res := range three.resources {
+		before[res.name] = res.inputs
+	}
+	var added []string
+	for _, res := range five.resources {
+		old, ok := before[res.name]
+		if !ok {
+			added = append(added, res.name)
+			continue
+		}
+		if !reflect.DeepEqual(old.Mappable(), res.inputs.Mappable()) {
+			t.Errorf("scaling changed the inputs of %s", res.name)
+		}
+	}
+	sort.Strings(added)
+	if want := []string{"tally-dev-web-4", "tally-dev-web-5"}; !reflect.DeepEqual(added, want) {
+		t.Errorf("scaling 3→5 added %v, want %v", added, want)
+	}
+}
+
+// A new app build replaces the web containers and nothing else, and the new
+// ones get new names so they can run beside the old (create-before-delete).
+func TestNewAppImageReplacesOnlyWeb(t *testing.T) {
+	files := repoFiles(t)
+	a, err := runProgram(t, "dev", testConfig(), files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files.AppHash = "ba9876543210"
+	b, err := runProgram(t, "dev", testConfig(), files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range b.resources {
+		old := a.named(res.name)
+		changed := !reflect.DeepEqual(old.inputs.Mappable(), res.inputs.Mappable())
+		isWeb := strings.HasPrefix(res.name, "tally-dev-web")
+		if changed != isWeb {
+			t.Errorf("%s changed=%v on a new app image; want only web containers and the image to change", res.name, changed)
+		}
+		if isWeb && res.typ == containerType {
+			if str(old.inputs, "name") == str(res.inputs, "name") {
+				t.Errorf("%s keeps its Docker name %q for a new image; create-before-delete would clash", res.name, str(res.inputs, "name"))
+			}
+			if res.deleteBefore {
+				t.Errorf("%s is delete-before-replace; a rollout must start the new one first", res.name)
+			}
+		}
+	}
+}
+
+func TestRedisIsIsolatedAndPersistent(t *testing.T) {
+	r := mustRun(t, "dev", testConfig())
+	redis := r.named("tally-dev-redis")
+	if v := redis.inputs["ports"]; !v.IsNull() && len(plain(v).ArrayValue()) > 0 {
+		t.Errorf("Redis publishes ports: %v", v)
+	}
+	nets := plain(redis.inputs["networksAdvanced"]).ArrayValue()
+	if len(nets) != 1 || str(plain(nets[0]).ObjectValue(), "name") != "tally-dev-backend" {
+		t.Errorf("Redis networks = %v, want only tally-dev-backend", nets)
+	}
+	vols := plain(redis.inputs["volumes"]).ArrayValue()
+	if len(vols) != 1 || str(plain(vols[0]).ObjectValue(), "containerPath") != "/data" ||
+		str(plain(vols[0]).ObjectValue(), "volumeName") != "tally-dev-redis-data" {
+		t.Errorf("Redis volumes = %v, want tally-dev-redis-data at /data", vols)
+	}
+	if b := r.named("tally-dev-backend"); !plain(b.inputs["internal"]).BoolValue() {
+		t.Error("the backend network is not internal")
+	}
+	nginx := r.named("tally-dev-nginx")
+	for _, n := range plain(nginx.inputs["networksAdvanced"]).ArrayValue() {
+		if str(plain(n).ObjectValue(), "name") == "tally-dev-backend" {
+			t.Error("nginx is on the backend network, so it could reach Redis")
+		}
+	}
+	if !r.named("tally-dev-redis-data").retainOnDelete {
+		t.Error("the Redis volume is not retained on destroy by default")
+	}
+	if r := mustRun(t, "dev", with(testConfig(), "tally:retainData", "false")); r.named("tally-dev-redis-data").retainOnDelete {
+		t.Error("retainData=false still retains the volume")
+	}
+}
+
+func TestEveryContainerIsHardened(t *testing.T) {
+	r := mustRun(t, "dev", testConfig())
+	for _, c := range r.byType(containerType) {
+		in := c.inputs
+		if !plain(in["readOnly"]).BoolValue() {
+			t.Errorf("%s: root filesystem not read-only", c.name)
+		}
+		if drops := plain(plain(in["capabilities"]).ObjectValue()["drops"]).ArrayValue(); len(drops) != 1 || plain(drops[0]).StringValue() != "ALL" {
+			t.Errorf("%s: capabilities dropped = %v, want ALL", c.name, drops)
+		}
+		if so := plain(in["securityOpts"]).ArrayValue(); len(so) != 1 || plain(so[0]).StringValue() != "no-new-privileges:true" {
+			t.Errorf("%s: securityOpts = %v", c.name, so)
+		}
+		if !plain(in["wait"]).BoolValue() || plain(in["healthcheck"]).IsNull() {
+			t.Errorf("%s: Pulumi does not wait for a health check", c.name)
+		}
+		// The web image sets its own non-root USER (see Dockerfile).
+		if u := str(in, "user"); !strings.HasPrefix(c.name, "tally-dev-web") && (u == "" || u == "0" || strings.HasPrefix(u, "root") || strings.HasPrefix(u, "0:")) {
+			t.Errorf("%s: runs as %q", c.name, u)
+		}
+	}
+	df, err := os.ReadFile("../../Dockerfile")
+	if err != nil || !strings.Contains(string(df), "\nUSER 65532:65532\n") {
+		t.Errorf("the app image does not set a non-root USER")
+	}
+}
+
+// The password must be a secret wherever it appears: in resource inputs
+// (so encrypted in state) and never in an output.
+func TestPasswordStaysSecret(t *testing.T) {
+	pw := testConfig()["tally:redisPassword"]
+	r := mustRun(t, "dev", testConfig())
+	seen := 0
+	var walk func(where string, v resource.PropertyValue, secret bool)
+	walk = func(where string, v resource.PropertyValue, secret bool) {
+		switch {
+		case v.IsSecret():
+			walk(where, v.SecretValue().Element, true)
+		case v.IsOutput():
+			walk(where, v.OutputValue().Element, secret || v.OutputValue().Secret)
+		case v.IsArray():
+			for _, e := range v.ArrayValue() {
+				walk(where, e, secret)
+			}
+		case v.IsObject():
+			for k, e := range v.ObjectValue() {
+				walk(where+"."+string(k), e, secret)
+			}
+		case v.IsString() && strings.Contains(v.StringValue(), pw):
+			seen++
+			if !secret {
+				t.Errorf("the Redis password is in plain text in %s", where)
+			}
+		}
+	}
+	for _, res := range r.resources {
+		walk(res.name, resource.NewObjectProperty(res.inputs), false)
+	}
+	if seen < 4 { // redis, and each of 3 web containers
+		t.Errorf("the password reached %d places; the test is not looking where it should", seen)
+	}
+	for k, v := range r.outputs {
+		if strings.Contains(fmt.Sprint(v), pw) {
+			t.Errorf("output %s holds the password", k)
+		}
+	}
+	if s := fmt.Sprint(Secret(pw)); strings.Contains(s, pw) {
+		t.Errorf("a Secret prints as %q", s)
+	}
+}
+
+func TestNamesDependOnTheStack(t *testing.T) {
+	dev, prod := mustRun(t, "dev", testConfig()), mustRun(t, "prod", testConfig())
+	dockerNames := func(r run) map[string]bool {
+		out := map[string]bool{}
+		for _, res := range r.resources {
+			if n := str(res.inputs, "name"); strings.HasPrefix(res.typ, "docker:index/") && n != "" && res.typ != "docker:index/remoteImage:RemoteImage" {
+				out[n] = true
+			}
+		}
+		return out
+	}
+	d, p := dockerNames(dev), dockerNames(prod)
+	if len(d) < 7 {
+		t.Fatalf("found only %d Docker names: %v", len(d), d)
+	}
+	for n := range d {
+		if p[n] {
+			t.Errorf("stacks dev and prod both name a Docker object %q", n)
+		}
+		if !strings.HasPrefix(n, "tally-dev-") {
+			t.Errorf("Docker name %q is not prefixed by project and stack", n)
+		}
+	}
+	labels := plain(dev.named("tally-dev-nginx").inputs["labels"]).ArrayValue()
+	got := map[string]string{}
+	for _, l := range labels {
+		o := plain(l).ObjectValue()
+		got[str(o, "label")] = str(o, "value")
+	}
+	if want := map[string]string{"tally.project": "tally", "tally.stack": "dev", "tally.role": "nginx"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("nginx labels = %v, want %v", got, want)
+	}
+}
+
+// Compose mounts nginx/ and redis/start.sh; the Pulumi program must run
+// the very same files.
+func TestSameFilesAsCompose(t *testing.T) {
+	r := mustRun(t, "dev", testConfig())
+	read := func(p string) string {
+		b, err := os.ReadFile("../../" + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	envs := map[string]string{}
+	for _, e := range plain(r.named("tally-dev-nginx").inputs["envs"]).ArrayValue() {
+		k, v, _ := strings.Cut(plain(e).StringValue(), "=")
+		envs[k] = v
+	}
+	if envs["TALLY_NGINX_CONF"] != read("nginx/nginx.conf") || envs["TALLY_UPSTREAM_CONF"] != read("nginx/upstream.conf") {
+		t.Error("nginx's config differs from nginx/nginx.conf and nginx/upstream.conf")
+	}
+	cmd := plain(r.named("tally-dev-redis").inputs["command"]).ArrayValue()
+	if len(cmd) < 3 || plain(cmd[2]).StringValue() != read("redis/start.sh") {
+		t.Error("Redis does not run redis/start.sh")
+	}
+	compose := read("docker-compose.yml")
+	for _, mount := range []string{"./nginx:/etc/nginx/tally:ro", "./redis/start.sh:"} {
+		if !strings.Contains(compose, mount) {
+			t.Errorf("docker-compose.yml no longer mounts %s; keep both deployments on the same files", mount)
+		}
+	}
+}
+
+func TestOutputs(t *testing.T) {
+	for host, want := range map[string]string{
+		"":                            "http://localhost:8080/",
+		"unix:///var/run/docker.sock": "http://localhost:8080/",
+		"ssh://deploy@example.com":    "http://example.com:8080/",
+		"tcp://10.1.2.3:2376":         "http://10.1.2.3:8080/",
+	} {
+		cfg := testConfig()
+		if host != "" {
+			cfg = with(cfg, "tally:dockerHost", host)
+		}
+		r := mustRun(t, "dev", cfg)
+		if got := r.outputs["url"]; got != want {
+			t.Errorf("dockerHost %q: url = %v, want %s", host, got, want)
+		}
+	}
+	r := mustRun(t, "dev", with(testConfig(), "tally:httpPort", "9090"))
+	if r.outputs["url"] != "http://localhost:9090/" || r.outputs["redisVolume"] != "tally-dev-redis-data" {
+		t.Errorf("outputs = %v", r.outputs)
+	}
+	nets, _ := r.outputs["networks"].(map[string]string)
+	if nets["frontend"] != "tally-dev-frontend" || nets["backend"] != "tally-dev-backend" {
+		t.Errorf("networks output = %v", r.outputs["networks"])
+	}
+}
+
+func TestInvalidConfigFailsWithItsReason(t *testing.T) {
+	for _, tc := range []struct {
+		config map[string]string
+		want   string
+	}{
+		{with(testConfig(), "tally:replicas", "0"), "tally:replicas"},
+		{with(testConfig(), "tally:replicas", "51"), "from 1 to 50"},
+		{with(testConfig(), "tally:replicas", "three"), "tally:replicas"},
+		{with(testConfig(), "tally:httpPort", "70000"), "tally:httpPort"},
+		{with(testConfig(), "tally:httpPort", "0"), "from 1 to 65535"},
+		{map[string]string{}, "tally:redisPassword is not set"},
+		{with(testConfig(), "tally:redisPassword", "has space"), "must not contain"},
+		{with(testConfig(), "tally:dockerHost", "http://example.com"), "scheme unix://, ssh://, tcp://"},
+		{with(testConfig(), "tally:dockerHost", "example.com:2376"), "tally:dockerHost"},
+		{with(testConfig(), "tally:dockerHost", "ssh://"), "a host name"},
+		{with(testConfig(), "tally:retainData", "maybe"), "true or false"},
+		{with(testConfig(), "tally:sshOpts", "-o Foo"), "tally:sshOpts"},
+		{with(testConfig(), "tally:certPem", "x"), "set both"},
+	} {
+		_, err := runProgram(t, "dev", tc.config, repoFiles(t))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("config %v: error %v, want one mentioning %q", tc.config, err, tc.want)
+		}
+	}
+	// Everything wrong at once is reported at once.
+	_, err := runProgram(t, "dev", map[string]string{"tally:replicas": "0", "tally:httpPort": "x"}, repoFiles(t))
+	for _, want := range []string{"tally:replicas", "tally:httpPort", "tally:redisPassword"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not mention %s", err, want)
+		}
+	}
+}
+
+func TestSecretsMustBeSetAsSecrets(t *testing.T) {
+	_, err := ParseConfig(func(k string) (string, bool) {
+		if k == "redisPassword" {
+			return "plain-password", true
+		}
+		return "", false
+	}, func(string) bool { return false })
+	if err == nil || !strings.Contains(err.Error(), "tally:redisPassword is stored in plain text") {
+		t.Errorf("a password set without --secret: error %v", err)
+	}
+}

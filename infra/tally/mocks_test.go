@@ -1,0 +1,179 @@
+package tally
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// recorded is one resource the program registered, as the engine saw it.
+type recorded struct {
+	typ, name      string
+	inputs         resource.PropertyMap
+	retainOnDelete bool
+	deleteBefore   bool
+	dependsOn      []string
+}
+
+// mocks stands in for the Pulumi engine and the docker provider, which
+// cannot run here; it records every resource and echoes inputs as outputs.
+type mocks struct {
+	mu        sync.Mutex
+	resources []recorded
+}
+
+func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	r := recorded{typ: args.TypeToken, name: args.Name, inputs: args.Inputs}
+	if rpc := args.RegisterRPC; rpc != nil {
+		r.retainOnDelete = rpc.GetRetainOnDelete()
+		r.deleteBefore = rpc.GetDeleteBeforeReplace()
+		r.dependsOn = rpc.GetDependencies()
+	}
+	m.mu.Lock()
+	m.resources = append(m.resources, r)
+	m.mu.Unlock()
+
+	outputs := args.Inputs.Copy()
+	switch args.TypeToken {
+	case "docker:index/remoteImage:RemoteImage":
+		outputs["imageId"] = resource.NewStringProperty("sha256:" + args.Name + "@" + args.Inputs["name"].StringValue())
+	}
+	return args.Name + "-id", outputs, nil
+}
+
+func (m *mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
+	return resource.PropertyMap{}, nil
+}
+
+// run is one program run: what it registered and exported, or its error.
+type run struct {
+	resources []recorded
+	outputs   map[string]any
+	secret    map[string]bool
+}
+
+func (r run) byType(typ string) []recorded {
+	var out []recorded
+	for _, res := range r.resources {
+		if res.typ == typ {
+			out = append(out, res)
+		}
+	}
+	return out
+}
+
+func (r run) named(name string) recorded {
+	for _, res := range r.resources {
+		if res.name == name {
+			return res
+		}
+	}
+	return recorded{}
+}
+
+const (
+	containerType = "docker:index/container:Container"
+	networkType   = "docker:index/network:Network"
+	volumeType    = "docker:index/volume:Volume"
+)
+
+// testConfig is a valid configuration; tests change what they examine.
+func testConfig() map[string]string {
+	return map[string]string{"tally:redisPassword": "s3cret-password-42"}
+}
+
+// runProgram runs the stack under mocks, as `pulumi up` would run main.
+func runProgram(t *testing.T, stack string, config map[string]string, files Files) (run, error) {
+	t.Helper()
+	m := &mocks{}
+	result := run{outputs: map[string]any{}, secret: map[string]bool{}}
+	var outMu sync.Mutex
+	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
+		cfg, err := LoadConfig(ctx)
+		if err != nil {
+			return err
+		}
+		s, err := NewDockerStack(ctx, "tally", cfg, files)
+		if err != nil {
+			return err
+		}
+		record := func(key string) func(v any) any {
+			return func(v any) any {
+				outMu.Lock()
+				defer outMu.Unlock()
+				result.outputs[key] = v
+				return v
+			}
+		}
+		s.URL.ApplyT(record("url"))
+		s.WebContainers.ApplyT(record("webContainers"))
+		s.RedisVolume.ApplyT(record("redisVolume"))
+		s.Networks.ApplyT(record("networks"))
+		return nil
+	}, pulumi.WithMocks("tally", stack, m), func(info *pulumi.RunInfo) {
+		info.Config = config
+		info.ConfigSecretKeys = []string{"tally:redisPassword", "tally:caPem", "tally:certPem", "tally:keyPem"}
+	})
+	result.resources = m.resources
+	return result, err
+}
+
+// repoFiles reads the real repository files, with a fixed app hash so runs
+// compare equal.
+func repoFiles(t *testing.T) Files {
+	t.Helper()
+	f, err := ReadFiles("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.AppHash = "0123456789ab"
+	return f
+}
+
+func mustRun(t *testing.T, stack string, config map[string]string) run {
+	t.Helper()
+	r, err := runProgram(t, stack, config, repoFiles(t))
+	if err != nil {
+		t.Fatalf("program failed: %v", err)
+	}
+	return r
+}
+
+func with(config map[string]string, kv ...string) map[string]string {
+	out := map[string]string{}
+	for k, v := range config {
+		out[k] = v
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		out[kv[i]] = kv[i+1]
+	}
+	return out
+}
+
+// plain returns a property's value with secrets unwrapped.
+func plain(v resource.PropertyValue) resource.PropertyValue {
+	for {
+		switch {
+		case v.IsSecret():
+			v = v.SecretValue().Element
+		case v.IsOutput():
+			v = v.OutputValue().Element
+		default:
+			return v
+		}
+	}
+}
+
+func str(m resource.PropertyMap, key string) string {
+	v := plain(m[resource.PropertyKey(key)])
+	switch {
+	case v.IsString():
+		return v.StringValue()
+	case v.IsNull():
+		return ""
+	}
+	return fmt.Sprint(v.V)
+}

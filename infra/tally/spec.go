@@ -1,0 +1,168 @@
+// Package tally declares the tally stack with Pulumi. What the stack is —
+// names, ports, files, health checks, environment — lives here and does not
+// depend on where it runs; docker.go places it on one Docker host. Another
+// target (Swarm services across hosts) would be a sibling of docker.go that
+// reads the same Spec.
+package tally
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// Ports inside the containers; the same as in docker-compose.yml.
+const (
+	appPort   = 8080
+	nginxPort = 8080
+	redisPort = 6379
+)
+
+// DNS names the containers find each other by: nginx/upstream.conf resolves
+// "web", the app connects to "redis".
+const (
+	webAlias   = "web"
+	redisAlias = "redis"
+)
+
+// Users of the official images (and the offline stand-ins); the app image
+// sets its own.
+const (
+	redisUser = "999:999"
+	nginxUser = "101:101"
+)
+
+// Files are the repository files the stack deploys, read once at startup.
+type Files struct {
+	Root         string // the repository root: the app image's build context
+	NginxConf    string // nginx/nginx.conf
+	UpstreamConf string // nginx/upstream.conf
+	RedisStart   string // redis/start.sh
+	AppHash      string // hash of the app image's build inputs: its tag
+}
+
+// ReadFiles reads what the stack needs from the repository at root.
+func ReadFiles(root string) (Files, error) {
+	f := Files{Root: root}
+	for path, dst := range map[string]*string{
+		"nginx/nginx.conf":    &f.NginxConf,
+		"nginx/upstream.conf": &f.UpstreamConf,
+		"redis/start.sh":      &f.RedisStart,
+	} {
+		b, err := os.ReadFile(filepath.Join(root, path))
+		if err != nil {
+			return f, fmt.Errorf("reading the stack's files (is %s the repository root?): %w", root, err)
+		}
+		*dst = string(b)
+	}
+	h, err := hashBuildInputs(root)
+	if err != nil {
+		return f, err
+	}
+	f.AppHash = h
+	return f, nil
+}
+
+// hashBuildInputs hashes what the Dockerfile copies (see .dockerignore), so
+// the app image's tag, and with it the web containers, change exactly when
+// the app does.
+func hashBuildInputs(root string) (string, error) {
+	var paths []string
+	err := filepath.WalkDir(filepath.Join(root, "app"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		switch {
+		case d.IsDir() && rel == filepath.Join("app", "internal"):
+			return filepath.SkipDir
+		case d.Type().IsRegular() && !strings.HasSuffix(path, "_test.go"):
+			paths = append(paths, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("hashing the app's sources: %w", err)
+	}
+	paths = append(paths, "Dockerfile")
+	sort.Strings(paths)
+	h := sha256.New()
+	for _, p := range paths {
+		b, err := os.ReadFile(filepath.Join(root, p))
+		if err != nil {
+			return "", fmt.Errorf("hashing the app's sources: %w", err)
+		}
+		fmt.Fprintf(h, "%s %d\n", filepath.ToSlash(p), len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+// names derives every Docker object's name from project and stack, so
+// several stacks share one host without clashing: tally-dev-web-1.
+type names struct{ project, stack string }
+
+func namesFor(ctx *pulumi.Context) names { return names{ctx.Project(), ctx.Stack()} }
+
+func (n names) of(parts ...string) string {
+	return strings.Join(append([]string{n.project, n.stack}, parts...), "-")
+}
+
+// labels mark every object with its project, stack and role, for
+// `docker ps --filter label=tally.stack=dev`.
+func (n names) labels(role string) map[string]string {
+	return map[string]string{"tally.project": n.project, "tally.stack": n.stack, "tally.role": role}
+}
+
+// Health checks, the same as docker-compose.yml's.
+var (
+	webHealthcheck   = []string{"CMD", "/tally", "healthcheck"}
+	redisHealthcheck = []string{"CMD-SHELL", `REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping | grep -q PONG`}
+	// bash's /dev/tcp: the official nginx image and the offline one both
+	// have bash, neither is sure to have curl.
+	nginxHealthcheck = []string{"CMD", "bash", "-c",
+		`exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /nginx-health HTTP/1.0\r\n\r\n' >&3 && grep -q ' 200 ' <&3`}
+)
+
+// nginxStart writes the config files, passed in the environment, to /tmp and
+// starts nginx on them. Passing content rather than mounting files works on a
+// remote host and with a read-only root filesystem.
+const nginxStart = `set -eu
+mkdir -p /tmp/nginx
+printf '%s' "$TALLY_NGINX_CONF" > /tmp/nginx/nginx.conf
+printf '%s' "$TALLY_UPSTREAM_CONF" > /tmp/nginx/upstream.conf
+exec nginx -p /tmp/nginx/ -c nginx.conf -g 'daemon off;'`
+
+// webEnv is the app's configuration: where Redis is, and its password.
+func webEnv(password Secret) pulumi.StringArray {
+	return pulumi.StringArray{
+		pulumi.Sprintf("REDIS_ADDR=%s:%d", redisAlias, redisPort),
+		pulumi.Sprintf("REDIS_PASSWORD=%s", password.Output()),
+		pulumi.Sprintf("PORT=%d", appPort),
+	}
+}
+
+// urlHost is the host name clients use to reach the Docker host.
+func urlHost(dockerHost string) string {
+	if u, err := url.Parse(dockerHost); err == nil && (u.Scheme == "ssh" || u.Scheme == "tcp") && u.Hostname() != "" {
+		return u.Hostname()
+	}
+	return "localhost"
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,15 @@
+#!/bin/sh
+# Starts Redis for tally; Compose and the Pulumi program both run this file.
+# The password reaches redis-server on stdin, as config, so it never shows in
+# a process list. `exec` keeps redis-server PID 1, so it gets SIGTERM and
+# shuts down cleanly. AOF with fsync every second, plus RDB snapshots.
+set -eu
+: "${REDIS_PASSWORD:?REDIS_PASSWORD must be set}"
+case $REDIS_PASSWORD in *[\\\"\'\ ]*)
+	echo "REDIS_PASSWORD must not contain quotes, backslashes or spaces" >&2
+	exit 2 ;;
+esac
+exec redis-server - --appendonly yes --appendfsync everysec \
+	--save "3600 1 300 100 60 10000" --dir /data "$@" <<EOF
+requirepass "$REDIS_PASSWORD"
+EOF
