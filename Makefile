@@ -3,8 +3,14 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
+# go.work names the toolchain (its stdlib fixes matter); fetch it when the
+# local Go is older, even where the installation defaults to GOTOOLCHAIN=local.
+export GOTOOLCHAIN ?= auto
+
 # Every module in go.work, as package patterns (./app/... ./infra/...).
 PKGS := $(shell go list -m -f '{{.Dir}}/...' 2>/dev/null)
+BIN := $(CURDIR)/bin
+SCRIPTS := .ci/run offline/build.sh redis/start.sh infra/pulumi.sh $(wildcard .github/scripts/*.sh)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: help
@@ -20,9 +26,35 @@ test: lint ## every test in the workspace (needs redis-server; see README)
 	go test -race -count=1 -timeout 20m $(PKGS)
 
 .PHONY: lint
-lint: ## gofmt check and go vet
+lint: $(BIN)/actionlint ## gofmt check, go vet, actionlint on the workflows, shellcheck
 	@out=$$(gofmt -l $(subst /...,,$(PKGS))); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	go vet $(PKGS)
+	$(BIN)/actionlint
+	@if command -v shellcheck >/dev/null; then shellcheck -x $(SCRIPTS); \
+	else echo "shellcheck not installed: skipping the shell scripts (apt-get install shellcheck)"; fi
+
+# govulncheck reads GOVULNDB; by default a database built from the module
+# that tools/ci/go.mod pins, so the scan needs no access to vuln.go.dev.
+GOVULNDB ?= file://$(BIN)/vulndb
+.PHONY: vuln
+vuln: $(BIN)/govulncheck $(if $(filter file://%,$(GOVULNDB)),$(BIN)/vulndb/index/db.json) ## govulncheck every module
+	@for dir in $(subst /...,,$(PKGS)); do \
+		echo "govulncheck $${dir#$(CURDIR)/}"; \
+		(cd $$dir && $(BIN)/govulncheck -db $(GOVULNDB) ./...) || exit 1; \
+	done
+
+# The checkers, at the versions tools/ci/go.mod pins, built into bin/.
+CI_TOOLS := GOWORK=off go -C tools/ci
+$(BIN)/actionlint: tools/ci/go.mod
+	$(CI_TOOLS) build -o $@ github.com/rhysd/actionlint/cmd/actionlint
+$(BIN)/govulncheck: tools/ci/go.mod
+	$(CI_TOOLS) build -o $@ golang.org/x/vuln/cmd/govulncheck
+$(BIN)/indexdb: tools/ci/go.mod
+	$(CI_TOOLS) build -o $@ golang.org/x/vulndb/cmd/indexdb
+
+$(BIN)/vulndb/index/db.json: $(BIN)/indexdb tools/ci/go.mod
+	rm -rf $(BIN)/vulndb
+	$(BIN)/indexdb -vulns "$$($(CI_TOOLS) list -m -f '{{.Dir}}' golang.org/x/vulndb)/data/osv" -out $(BIN)/vulndb
 
 # --- Compose: the whole stack on this Docker host -------------------------
 REPLICAS ?= 3

@@ -2,6 +2,8 @@ module tally/app
 
 go 1.26.0
 
+toolchain go1.26.10
+
 require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/go-redis/v9 v9.23.0

@@ -6,6 +6,7 @@
 # Prints the settings that point Compose at them.
 set -euo pipefail
 cd "$(dirname "$0")"
+# shellcheck source=offline/images.env
 source ./images.env
 
 SUITE=forky # Debian testing: Redis 8.0, nginx 1.30, Go 1.26
