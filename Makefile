@@ -114,3 +114,8 @@ destroy: ## pulumi destroy: remove the stack (the Redis volume stays unless tall
 .PHONY: outputs
 outputs: ## the stack's outputs: url, webContainers, redisVolume, networks
 	bash infra/pulumi.sh stack output
+
+# --- Evidence: benchmarks and fault drills ---------------------------------
+.PHONY: bench
+bench: ## benchmark on loopback: nginx + 3 replicas + Redis vs an nginx ceiling; writes bench/results.md
+	cd bench && go run . -root .. -out results.md

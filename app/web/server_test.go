@@ -21,7 +21,7 @@ import (
 const instance = "test-instance"
 
 // newHandler serves against a real Redis at addr (which may be down).
-func newHandler(t *testing.T, addr string) (http.Handler, *atomic.Bool) {
+func newHandler(t testing.TB, addr string) (http.Handler, *atomic.Bool) {
 	t.Helper()
 	counter := redis.New(redis.Config{Addr: addr, Password: redistest.Password, Key: "visits", Timeout: 300 * time.Millisecond})
 	t.Cleanup(func() { counter.Close() })

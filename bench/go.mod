@@ -1,0 +1,5 @@
+module tally/bench
+
+go 1.26.6
+
+toolchain go1.26.10

@@ -1,0 +1,531 @@
+// Command bench measures tally on loopback processes — a real redis-server,
+// three app replicas and nginx with the repository's config — against a
+// ceiling measured in the same run: the same nginx proxying to an upstream
+// that only answers 200. It writes bench/results.md and prints it.
+// Run it with `make bench`.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const password = "bench-password"
+
+var (
+	root        = flag.String("root", "..", "repository root")
+	out         = flag.String("out", "results.md", "where to write the results")
+	connections = flag.Int("c", 64, "wrk connections")
+	duration    = flag.Duration("d", 5*time.Second, "length of one measured round")
+	rounds      = flag.Int("rounds", 3, "measured rounds per scenario; the median is reported")
+	goImage     = flag.String("go-image", os.Getenv("GO_IMAGE"), "builder image for the app image (default golang:1.26, or the offline one)")
+)
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	for tool, hint := range map[string]string{"redis-server": "apt-get install redis-server", "nginx": "apt-get install nginx-light", "wrk": "apt-get install wrk"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is missing: %s", tool, hint)
+		}
+	}
+	dir, err := os.MkdirTemp("", "tally-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var procs procs
+	defer procs.stopAll()
+
+	logf("building the app")
+	bin := filepath.Join(dir, "tally")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/tally")
+	build.Dir = filepath.Join(*root, "app")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v\n%s", err, out)
+	}
+
+	redisPort := freePort()
+	redis, err := procs.start("redis", exec.Command("redis-server", "--port", strconv.Itoa(redisPort), "--bind", "127.0.0.1",
+		"--requirepass", password, "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--dir", dir))
+	if err != nil {
+		return err
+	}
+	_ = redis
+	time.Sleep(300 * time.Millisecond)
+
+	r := results{Date: time.Now().UTC().Format("2006-01-02 15:04 MST"), Machine: machine()}
+
+	logf("time to ready, 5 starts")
+	var readies []time.Duration
+	for range 5 {
+		d, err := timeToReady(bin, redisPort)
+		if err != nil {
+			return err
+		}
+		readies = append(readies, d)
+	}
+	r.Ready = median(readies)
+
+	var apps []int
+	for i := range 3 {
+		port := freePort()
+		p, err := procs.start(fmt.Sprintf("app%d", i+1), appCmd(bin, port, redisPort))
+		if err != nil {
+			return err
+		}
+		if _, err := waitReady(port, 5*time.Second); err != nil {
+			return err
+		}
+		apps = append(apps, port)
+		if i == 0 {
+			time.Sleep(time.Second)
+			r.IdleRSSKB = rssKB(p.Process.Pid)
+		}
+	}
+
+	appUpstream, err := upstreamFor(apps)
+	if err != nil {
+		return err
+	}
+	appNginx, err := startNginx(&procs, dir, "nginx-app", appUpstream, "")
+	if err != nil {
+		return err
+	}
+	trivial := freePort()
+	ceilingUpstream, err := upstreamFor([]int{trivial})
+	if err != nil {
+		return err
+	}
+	ceilingNginx, err := startNginx(&procs, dir, "nginx-ceiling", ceilingUpstream,
+		fmt.Sprintf("server {\n    listen 127.0.0.1:%d;\n    access_log off;\n    location / { return 200 \"ok\\n\"; }\n}\n", trivial))
+	if err != nil {
+		return err
+	}
+
+	scenarios := []struct {
+		name, url string
+		into      *figure
+	}{
+		{"ceiling: nginx → trivial upstream", fmt.Sprintf("http://127.0.0.1:%d/", ceilingNginx), &r.Ceiling},
+		{"/ through nginx", fmt.Sprintf("http://127.0.0.1:%d/", appNginx), &r.Index},
+		{"/count through nginx", fmt.Sprintf("http://127.0.0.1:%d/count", appNginx), &r.Count},
+		{"/count on one replica", fmt.Sprintf("http://127.0.0.1:%d/count", apps[0]), &r.Direct},
+	}
+	for _, s := range scenarios {
+		logf("measuring %s", s.name)
+		f, cpu, err := measure(s.url, &procs)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		*s.into = f
+		if s.into == &r.Count {
+			r.CPU = cpu
+		}
+	}
+
+	r.ImageMB, r.ImageNote = imageSize(*root, *goImage)
+	r.GoBench = goBench(*root)
+
+	md := r.markdown()
+	fmt.Print(md)
+	return os.WriteFile(*out, []byte(md), 0o644)
+}
+
+func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...) }
+
+// procs are the processes the run started, stopped at the end.
+type procs []*exec.Cmd
+
+func (p *procs) start(name string, cmd *exec.Cmd) (*exec.Cmd, error) {
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	cmd.Args[0] = name // what the CPU table calls it
+	*p = append(*p, cmd)
+	return cmd, nil
+}
+
+func (p procs) stopAll() {
+	for _, c := range p {
+		_ = c.Process.Signal(syscall.SIGTERM)
+	}
+	for _, c := range p {
+		done := make(chan struct{})
+		go func() { _ = c.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = c.Process.Kill()
+		}
+	}
+}
+
+func appCmd(bin string, port, redisPort int) *exec.Cmd {
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"PORT=" + strconv.Itoa(port), "REDIS_ADDR=127.0.0.1:" + strconv.Itoa(redisPort),
+		"REDIS_PASSWORD=" + password, "LOG_LEVEL=warn", "COUNTER_KEY=bench"}
+	return cmd
+}
+
+// timeToReady starts one replica and times it from exec to /readyz 200.
+func timeToReady(bin string, redisPort int) (time.Duration, error) {
+	port := freePort()
+	cmd := appCmd(bin, port, redisPort)
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	if _, err := waitReady(port, 5*time.Second); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+func waitReady(port int, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", port)
+	for time.Since(start) < limit {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return time.Since(start), nil
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return 0, fmt.Errorf("replica on port %d not ready within %v", port, limit)
+}
+
+// upstreamFor is nginx/upstream.conf with the replicas at fixed loopback
+// ports instead of found through Docker's DNS; everything else (keepalive,
+// zone) stays as deployed.
+func upstreamFor(ports []int) (string, error) {
+	conf, err := os.ReadFile(filepath.Join(*root, "nginx", "upstream.conf"))
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	replaced := false
+	for _, line := range strings.SplitAfter(string(conf), "\n") {
+		switch trimmed := strings.TrimSpace(line); {
+		case strings.HasPrefix(trimmed, "resolver"):
+			// Docker's DNS is not there on loopback.
+		case strings.HasPrefix(trimmed, "server web:"):
+			for _, p := range ports {
+				fmt.Fprintf(&b, "    server 127.0.0.1:%d;\n", p)
+			}
+			replaced = true
+		default:
+			b.WriteString(line)
+		}
+	}
+	if !replaced {
+		return "", errors.New("nginx/upstream.conf has no `server web:...` line for bench to replace")
+	}
+	return b.String(), nil
+}
+
+// startNginx runs the repository's nginx.conf from its own prefix directory
+// with the given upstream.conf. Only what cannot be shared between two
+// instances on one host changes: the listening port and the pid file.
+func startNginx(p *procs, dir, name, upstream, extra string) (int, error) {
+	conf, err := os.ReadFile(filepath.Join(*root, "nginx", "nginx.conf"))
+	if err != nil {
+		return 0, err
+	}
+	prefix := filepath.Join(dir, name)
+	if err := os.MkdirAll(prefix, 0o755); err != nil {
+		return 0, err
+	}
+	port := freePort()
+	c := strings.Replace(string(conf), "listen 8080 default_server;", fmt.Sprintf("listen 127.0.0.1:%d default_server;", port), 1)
+	c = strings.Replace(c, "pid /tmp/nginx.pid;", "pid "+filepath.Join(prefix, "nginx.pid")+";", 1)
+	if c == string(conf) || !strings.Contains(c, strconv.Itoa(port)) {
+		return 0, errors.New("nginx/nginx.conf no longer has the listen and pid lines bench rewrites")
+	}
+	if err := os.WriteFile(filepath.Join(prefix, "nginx.conf"), []byte(c), 0o644); err != nil {
+		return 0, err
+	}
+	if err := os.WriteFile(filepath.Join(prefix, "upstream.conf"), []byte(upstream+extra), 0o644); err != nil {
+		return 0, err
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command("nginx", "-p", prefix+"/", "-c", "nginx.conf", "-g", "daemon off;")
+	if _, err := p.start(name, cmd); err != nil {
+		return 0, err
+	}
+	cmd.Stderr = &stderr
+	for range 100 {
+		if conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			conn.Close()
+			return port, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("%s did not start: %s", name, stderr.String())
+}
+
+// figure is one scenario's median over the rounds.
+type figure struct {
+	RPS      float64
+	P50, P99 time.Duration
+	Errors   int
+}
+
+// measure warms up, runs wrk for several rounds and returns the median
+// round; cpu is the share of CPU time each process took during the rounds.
+func measure(url string, p *procs) (figure, map[string]float64, error) {
+	if _, err := wrk(url, 2*time.Second); err != nil {
+		return figure{}, nil, err
+	}
+	before := cpuTimes(*p)
+	wall := time.Now()
+	var figs []figure
+	for range *rounds {
+		f, err := wrk(url, *duration)
+		if err != nil {
+			return figure{}, nil, err
+		}
+		figs = append(figs, f)
+	}
+	elapsed := time.Since(wall).Seconds()
+	after := cpuTimes(*p)
+	cpu := map[string]float64{}
+	for name, t := range after {
+		cpu[name] = (t - before[name]) / elapsed
+	}
+	sort.Slice(figs, func(i, j int) bool { return figs[i].RPS < figs[j].RPS })
+	return figs[len(figs)/2], cpu, nil
+}
+
+var (
+	reqsRe = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
+	latRe  = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([\d.]+)(us|ms|s)`)
+	errRe  = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)|Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+)
+
+func wrk(url string, d time.Duration) (figure, error) {
+	out, err := exec.Command("wrk", "-t2", "-c"+strconv.Itoa(*connections), "-d"+d.String(), "--latency", url).CombinedOutput()
+	if err != nil {
+		return figure{}, fmt.Errorf("wrk: %v\n%s", err, out)
+	}
+	var f figure
+	m := reqsRe.FindSubmatch(out)
+	if m == nil {
+		return f, fmt.Errorf("wrk printed no Requests/sec:\n%s", out)
+	}
+	f.RPS, _ = strconv.ParseFloat(string(m[1]), 64)
+	for _, l := range latRe.FindAllSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(string(l[2]), 64)
+		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[string(l[3])]
+		if string(l[1]) == "50" {
+			f.P50 = time.Duration(v * float64(unit))
+		} else {
+			f.P99 = time.Duration(v * float64(unit))
+		}
+	}
+	for _, e := range errRe.FindAllSubmatch(out, -1) {
+		for _, g := range e[1:] {
+			n, _ := strconv.Atoi(string(g))
+			f.Errors += n
+		}
+	}
+	return f, nil
+}
+
+// cpuTimes is each process group's user+system CPU seconds, and the whole
+// machine's; what the groups do not account for is wrk and the kernel.
+func cpuTimes(p procs) map[string]float64 {
+	out := map[string]float64{}
+	for _, c := range p {
+		out[groupOf(c.Args[0])] += procCPU(c.Process.Pid)
+		// nginx's work is done by its workers, the master's children.
+		if strings.HasPrefix(c.Args[0], "nginx") {
+			for _, child := range children(c.Process.Pid) {
+				out[groupOf(c.Args[0])] += procCPU(child)
+			}
+		}
+	}
+	out[machineTotal] = machineCPU()
+	return out
+}
+
+const machineTotal = "whole machine"
+
+// machineCPU is the busy CPU seconds of the whole machine, from /proc/stat.
+func machineCPU() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+	busy := 0.0
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, _ := strconv.ParseFloat(v, 64)
+		busy += n
+	}
+	return busy / 100
+}
+
+func groupOf(name string) string {
+	switch {
+	case strings.HasPrefix(name, "app"):
+		return "app replicas"
+	case name == "nginx-app":
+		return "nginx"
+	default:
+		return name
+	}
+}
+
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ
+}
+
+func children(pid int) []int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		n, _ := strconv.Atoi(f)
+		out = append(out, n)
+	}
+	return out
+}
+
+func rssKB(pid int) int64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			n, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// imageSize builds the app image and returns its size in MB, or a note
+// saying why it could not.
+func imageSize(root, goImage string) (float64, string) {
+	if exec.Command("docker", "info").Run() != nil {
+		return 0, "no Docker engine"
+	}
+	if goImage == "" {
+		goImage = "golang:1.26"
+		if exec.Command("docker", "image", "inspect", goImage).Run() != nil &&
+			exec.Command("docker", "image", "inspect", "tally-offline/golang:1.26").Run() == nil {
+			goImage = "tally-offline/golang:1.26"
+		}
+	}
+	logf("building the app image with %s", goImage)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "docker", "build", "-q", "-t", "tally-bench:latest", "--build-arg", "GO_IMAGE="+goImage, ".")
+	build.Dir = root
+	build.Env = append(os.Environ(), "DOCKER_BUILDKIT=0") // no buildx needed
+	if out, err := build.CombinedOutput(); err != nil {
+		return 0, "image build failed: " + strings.TrimSpace(lastLine(string(out)))
+	}
+	out, err := exec.Command("docker", "image", "inspect", "-f", "{{.Size}}", "tally-bench:latest").Output()
+	if err != nil {
+		return 0, err.Error()
+	}
+	n, _ := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	return n / 1e6, ""
+}
+
+func goBench(root string) string {
+	logf("running the Go benchmarks")
+	cmd := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-benchtime", "2s", "-count", "1", "./web/")
+	cmd.Dir = filepath.Join(root, "app")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "go test -bench failed: " + lastLine(string(out))
+	}
+	var lines []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "Benchmark") {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				model = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	var uts syscall.Utsname
+	_ = syscall.Uname(&uts)
+	rel := make([]byte, 0, len(uts.Release))
+	for _, c := range uts.Release {
+		if c == 0 {
+			break
+		}
+		rel = append(rel, byte(c))
+	}
+	return fmt.Sprintf("%d × %s, Linux %s, %s", runtime.NumCPU(), model, rel, runtime.Version())
+}
+
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func median(ds []time.Duration) time.Duration {
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[len(ds)/2]
+}
