@@ -10,7 +10,7 @@ export GOTOOLCHAIN ?= auto
 # Every module in go.work, as package patterns (./app/... ./infra/...).
 PKGS := $(shell go list -m -f '{{.Dir}}/...' 2>/dev/null)
 BIN := $(CURDIR)/bin
-SCRIPTS := .ci/run offline/build.sh redis/start.sh infra/pulumi.sh $(wildcard .github/scripts/*.sh)
+SCRIPTS := .ci/run scripts/rollout.sh offline/build.sh redis/start.sh infra/pulumi.sh $(wildcard .github/scripts/*.sh)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: help
@@ -119,3 +119,11 @@ outputs: ## the stack's outputs: url, webContainers, redisVolume, networks
 .PHONY: bench
 bench: ## benchmark on loopback: nginx + 3 replicas + Redis vs an nginx ceiling; writes bench/results.md
 	cd bench && go run . -root .. -out results.md
+
+.PHONY: rollout
+rollout: ## roll a newly built app image out over the running Compose stack, no downtime
+	VERSION=$(VERSION) bash scripts/rollout.sh
+
+.PHONY: drill
+drill: ## fault drills under load on the Compose stack (kills, restarts, scaling, rollout, hostile clients); writes bench/drills.md
+	go test -tags drill -run TestDrills -count=1 -timeout 30m -v ./e2e/

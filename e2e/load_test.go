@@ -54,15 +54,17 @@ type tally struct {
 	failures  map[string]int
 	counts    map[int64]int
 	instances map[string]bool
+	slowest   map[int]time.Duration // slowest answer, by status code
 }
 
 func newTally() *tally {
-	return &tally{failures: map[string]int{}, counts: map[int64]int{}, instances: map[string]bool{}}
+	return &tally{failures: map[string]int{}, counts: map[int64]int{}, instances: map[string]bool{}, slowest: map[int]time.Duration{}}
 }
 
 func (t *tally) add(r reply) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.slowest[r.code] = max(t.slowest[r.code], r.elapsed)
 	switch {
 	case r.err != nil:
 		t.failures["error: "+r.err.Error()]++
