@@ -4,10 +4,12 @@ package redis
 import (
 	"context"
 	"errors"
+	"io"
 	"fmt"
 	"log/slog"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -74,22 +76,52 @@ local n = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[2], n, 'PX', ARGV[1])
 return n`)
 
+// retryBackoff spaces out the retries of a visit while Redis is away.
+const retryBackoff = 25 * time.Millisecond
+
 // Increment adds one visit with a single INCR and returns the new count; see
 // tally.Counter for visitID.
+//
+// A visit without an id is tried once: had Redis run the INCR and only the
+// reply been lost, a retry would count the visit twice. A visit with an id
+// is retried until the timeout, because incrOnce makes a second run return
+// the first one's count: a Redis restart then costs a slower answer rather
+// than a 503 for a visit that may already have been counted.
 func (c *Counter) Increment(ctx context.Context, visitID string) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	var n int64
-	var err error
 	if visitID == "" {
-		n, err = c.client.Incr(ctx, c.key).Result()
-	} else {
-		n, err = incrOnce.Run(ctx, c.client, []string{c.key, c.key + ":visit:" + visitID}, visitTTL.Milliseconds()).Int64()
+		n, err := c.client.Incr(ctx, c.key).Result()
+		if err != nil {
+			return 0, c.unavailable(err)
+		}
+		return n, nil
 	}
-	if err != nil {
-		return 0, c.unavailable(err)
+	keys := []string{c.key, c.key + ":visit:" + visitID}
+	for {
+		n, err := incrOnce.Run(ctx, c.client, keys, visitTTL.Milliseconds()).Int64()
+		if err == nil {
+			return n, nil
+		}
+		if !transient(err) {
+			return 0, c.unavailable(err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, c.unavailable(err)
+		case <-time.After(retryBackoff):
+		}
 	}
-	return n, nil
+}
+
+// transient errors may pass if the command is sent again: the connection
+// failed, or Redis is starting. Wrong passwords and wrong types do not.
+func transient(err error) bool {
+	var netErr net.Error
+	msg := err.Error()
+	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || strings.HasPrefix(msg, "LOADING") ||
+		strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe")
 }
 
 // Ping checks that Redis answers and accepts our credentials.

@@ -66,3 +66,29 @@ func TestErrorsSayWhy(t *testing.T) {
 		}
 	}
 }
+
+// A visit with an id rides out a Redis restart inside its timeout; one
+// without fails at once rather than risk counting twice.
+func TestVisitWithIDIsRetriedAcrossARestart(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redis.New(redis.Config{Addr: srv.Addr, Password: redistest.Password, Key: "visits", Timeout: 3 * time.Second})
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Increment(t.Context(), "warm-up"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	if _, err := c.Increment(t.Context(), ""); err == nil {
+		t.Fatal("a visit without an id succeeded with Redis stopped")
+	}
+	restarted := make(chan struct{})
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		srv.Start()
+		close(restarted)
+	}()
+	n, err := c.Increment(t.Context(), "during-restart")
+	<-restarted
+	if err != nil || n != 2 {
+		t.Fatalf("visit during a restart = %d, %v; want 2 once Redis is back", n, err)
+	}
+}
