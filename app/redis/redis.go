@@ -4,8 +4,8 @@ package redis
 import (
 	"context"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
