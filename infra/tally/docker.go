@@ -34,21 +34,12 @@ func NewDockerStack(ctx *pulumi.Context, name string, cfg Config, files Files, o
 	}
 	on := []pulumi.ResourceOption{pulumi.Parent(s), pulumi.Provider(provider)}
 
-	frontend, err := docker.NewNetwork(ctx, n.of("frontend"), &docker.NetworkArgs{
-		Name:   pulumi.String(n.of("frontend")),
-		Driver: pulumi.String("bridge"),
-		Labels: networkLabels(n.labels("frontend")),
-	}, on...)
+	frontend, err := network(ctx, n, "frontend", false, on)
 	if err != nil {
 		return nil, err
 	}
 	// Internal: no route out, nothing published; only web and Redis join it.
-	backend, err := docker.NewNetwork(ctx, n.of("backend"), &docker.NetworkArgs{
-		Name:     pulumi.String(n.of("backend")),
-		Driver:   pulumi.String("bridge"),
-		Internal: pulumi.Bool(true),
-		Labels:   networkLabels(n.labels("backend")),
-	}, on...)
+	backend, err := network(ctx, n, "backend", true, on)
 	if err != nil {
 		return nil, err
 	}
@@ -154,6 +145,15 @@ func NewDockerStack(ctx *pulumi.Context, name string, cfg Config, files Files, o
 	return s, ctx.RegisterResourceOutputs(s, pulumi.Map{
 		"url": s.URL, "webContainers": s.WebContainers, "redisVolume": s.RedisVolume, "networks": s.Networks,
 	})
+}
+
+func network(ctx *pulumi.Context, n names, role string, internal bool, on []pulumi.ResourceOption) (*docker.Network, error) {
+	return docker.NewNetwork(ctx, n.of(role), &docker.NetworkArgs{
+		Name:     pulumi.String(n.of(role)),
+		Driver:   pulumi.String("bridge"),
+		Internal: pulumi.Bool(internal),
+		Labels:   networkLabels(n.labels(role)),
+	}, on...)
 }
 
 func providerArgs(cfg Config) *docker.ProviderArgs {
