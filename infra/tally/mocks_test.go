@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -52,7 +53,6 @@ func (m *mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 type run struct {
 	resources []recorded
 	outputs   map[string]any
-	secret    map[string]bool
 }
 
 func (r run) byType(typ string) []recorded {
@@ -89,8 +89,10 @@ func testConfig() map[string]string {
 func runProgram(t *testing.T, stack string, config map[string]string, files Files) (run, error) {
 	t.Helper()
 	m := &mocks{}
-	result := run{outputs: map[string]any{}, secret: map[string]bool{}}
-	var outMu sync.Mutex
+	result := run{outputs: map[string]any{}}
+	// The outputs resolve on Pulumi's goroutines, possibly after RunErr
+	// returns; done hands them over.
+	done := make(chan map[string]any, 1)
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
 		cfg, err := LoadConfig(ctx)
 		if err != nil {
@@ -100,23 +102,22 @@ func runProgram(t *testing.T, stack string, config map[string]string, files File
 		if err != nil {
 			return err
 		}
-		record := func(key string) func(v any) any {
-			return func(v any) any {
-				outMu.Lock()
-				defer outMu.Unlock()
-				result.outputs[key] = v
-				return v
-			}
-		}
-		s.URL.ApplyT(record("url"))
-		s.WebContainers.ApplyT(record("webContainers"))
-		s.RedisVolume.ApplyT(record("redisVolume"))
-		s.Networks.ApplyT(record("networks"))
+		pulumi.All(s.URL, s.WebContainers, s.RedisVolume, s.Networks).ApplyT(func(v []any) error {
+			done <- map[string]any{"url": v[0], "webContainers": v[1], "redisVolume": v[2], "networks": v[3]}
+			return nil
+		})
 		return nil
 	}, pulumi.WithMocks("tally", stack, m), func(info *pulumi.RunInfo) {
 		info.Config = config
 		info.ConfigSecretKeys = []string{"tally:redisPassword", "tally:caPem", "tally:certPem", "tally:keyPem"}
 	})
+	if err == nil {
+		select {
+		case result.outputs = <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the stack's outputs never resolved")
+		}
+	}
 	result.resources = m.resources
 	return result, err
 }
