@@ -103,7 +103,8 @@ func (c *Counter) Increment(ctx context.Context, visitID string) (int64, error) 
 		if err == nil {
 			return n, nil
 		}
-		if !transient(err) {
+		// Give up while an answer can still arrive within the timeout.
+		if deadline, _ := ctx.Deadline(); !transient(err) || time.Until(deadline) < retryBackoff {
 			return 0, c.unavailable(err)
 		}
 		select {
