@@ -90,9 +90,14 @@ func run() error {
 	r.Ready = median(readies)
 
 	var apps []int
+	debugPort := freePort() // replica 1 serves profiles, for the CPU profile below
 	for i := range 3 {
 		port := freePort()
-		p, err := procs.start(fmt.Sprintf("app%d", i+1), appCmd(bin, port, redisPort))
+		var extra []string
+		if i == 0 {
+			extra = []string{"DEBUG_ADDR=127.0.0.1:" + strconv.Itoa(debugPort)}
+		}
+		p, err := procs.start(fmt.Sprintf("app%d", i+1), appCmd(bin, port, redisPort, extra...))
 		if err != nil {
 			return err
 		}
@@ -136,6 +141,11 @@ func run() error {
 	}
 	for _, s := range scenarios {
 		logf("measuring %s", s.name)
+		var profile chan string
+		if s.into == &r.Count {
+			profile = make(chan string, 1)
+			go func() { profile <- cpuProfile(bin, debugPort, dir) }()
+		}
 		f, cpu, err := measure(s.url, &procs)
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
@@ -143,6 +153,7 @@ func run() error {
 		*s.into = f
 		if s.into == &r.Count {
 			r.CPU = cpu
+			r.Profile = <-profile
 		}
 	}
 
@@ -184,10 +195,10 @@ func (p procs) stopAll() {
 	}
 }
 
-func appCmd(bin string, port, redisPort int) *exec.Cmd {
+func appCmd(bin string, port, redisPort int, extraEnv ...string) *exec.Cmd {
 	cmd := exec.Command(bin)
-	cmd.Env = []string{"PORT=" + strconv.Itoa(port), "REDIS_ADDR=127.0.0.1:" + strconv.Itoa(redisPort),
-		"REDIS_PASSWORD=" + password, "LOG_LEVEL=warn", "COUNTER_KEY=bench"}
+	cmd.Env = append([]string{"PORT=" + strconv.Itoa(port), "REDIS_ADDR=127.0.0.1:" + strconv.Itoa(redisPort),
+		"REDIS_PASSWORD=" + password, "LOG_LEVEL=warn", "COUNTER_KEY=bench"}, extraEnv...)
 	return cmd
 }
 
@@ -470,6 +481,33 @@ func imageSize(root, goImage string) (float64, string) {
 	}
 	n, _ := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
 	return n / 1e6, ""
+}
+
+// cpuProfile takes a CPU profile of replica 1 while /count is measured and
+// returns pprof's top entries.
+func cpuProfile(bin string, debugPort int, dir string) string {
+	time.Sleep(3 * time.Second) // past the warm-up
+	secs := int((time.Duration(*rounds) * *duration).Seconds()) - 2
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", debugPort, max(secs, 1)))
+	if err != nil {
+		return "profile failed: " + err.Error()
+	}
+	defer resp.Body.Close()
+	path := filepath.Join(dir, "cpu.pprof")
+	f, err := os.Create(path)
+	if err != nil {
+		return err.Error()
+	}
+	_, err = io.Copy(f, resp.Body)
+	f.Close()
+	if err != nil {
+		return "profile failed: " + err.Error()
+	}
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=15", bin, path).CombinedOutput()
+	if err != nil {
+		return "pprof failed: " + lastLine(string(out))
+	}
+	return strings.TrimSpace(string(out))
 }
 
 func goBench(root string) string {

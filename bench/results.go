@@ -17,6 +17,7 @@ type results struct {
 	ImageMB                       float64
 	ImageNote                     string
 	GoBench                       string
+	Profile                       string // pprof -top of one replica during /count
 }
 
 // Targets for a 2-core machine (issue "Prove it").
@@ -84,6 +85,10 @@ func (r results) markdown() string {
 	fmt.Fprintf(&b, "| wrk, kernel and the rest | %.2f |\n| **whole machine** | **%.2f** |\n", total-accounted, total)
 	b.WriteString("\nWhen the whole machine is near its core count, the figure is bound by CPU shared between the load generator, nginx, the replicas and Redis, not by any one of them waiting; the split above says which part costs most.\n")
 
+	if r.Profile != "" {
+		b.WriteString("\n## Profile of one replica during `/count` through nginx\n\n")
+		b.WriteString("`go tool pprof -top`, flat time first. `Syscall6` is the replica's reads and writes: the HTTP request and response, and the Redis command and reply — four system calls per visit that no user-space change removes.\n\n```\n" + r.Profile + "\n```\n")
+	}
 	if r.GoBench != "" {
 		b.WriteString("\n## Go benchmarks (`app/web`, real Redis)\n\n```\n" + r.GoBench + "\n```\n")
 	}

@@ -20,6 +20,7 @@ type config struct {
 	RedisTimeout    time.Duration
 	ShutdownTimeout time.Duration
 	LogLevel        slog.Level
+	DebugAddr       string
 }
 
 // envVars is the one list of settings: --help prints it, loadConfig reads it.
@@ -34,6 +35,7 @@ var envVars = []struct{ name, def, help string }{
 	{"REDIS_TIMEOUT", "300ms", "bound on one Redis command; /count answers 503 past it"},
 	{"SHUTDOWN_TIMEOUT", "10s", "time in-flight requests get to finish after SIGTERM"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"DEBUG_ADDR", "", "host:port for a listener serving /debug/pprof; off when unset; never publish it"},
 }
 
 // configError names the variable, what it held and what was expected. It is
@@ -77,6 +79,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL"))); err != nil {
 		return cfg, &configError{"LOG_LEVEL", get("LOG_LEVEL"), "debug, info, warn or error"}
+	}
+	if cfg.DebugAddr = get("DEBUG_ADDR"); cfg.DebugAddr != "" {
+		if _, port, err := net.SplitHostPort(cfg.DebugAddr); err != nil || port == "" {
+			return cfg, &configError{"DEBUG_ADDR", cfg.DebugAddr, "host:port, e.g. 127.0.0.1:6060"}
+		}
 	}
 	return cfg, nil
 }

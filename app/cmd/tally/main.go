@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -87,6 +88,15 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if cfg.DebugAddr != "" {
+		debug := &http.Server{Addr: cfg.DebugAddr, Handler: debugHandler(), ReadHeaderTimeout: 5 * time.Second}
+		defer debug.Close()
+		go func() {
+			if err := debug.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("debug listener", "addr", cfg.DebugAddr, "error", err.Error())
+			}
+		}()
+	}
 
 	select {
 	case err := <-serveErr:
@@ -104,6 +114,18 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// debugHandler serves Go's profiles, on a listener of its own so they are
+// never reachable through the service's port.
+func debugHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // healthcheck is for images without a shell or curl: HEALTHCHECK runs the

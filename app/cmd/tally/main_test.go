@@ -211,6 +211,7 @@ func TestBadConfigExitsTwoWithOneLine(t *testing.T) {
 		{"REDIS_TIMEOUT=0s", "REDIS_TIMEOUT"},
 		{"SHUTDOWN_TIMEOUT=forever", "SHUTDOWN_TIMEOUT"},
 		{"LOG_LEVEL=loud", "LOG_LEVEL"},
+		{"DEBUG_ADDR=6060", "DEBUG_ADDR"},
 	} {
 		cmd := exec.Command(bin)
 		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, strings.Fields(tc.env)...)
@@ -298,5 +299,17 @@ func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 	}
 	if code, _ := get(url+"/healthz", ""); code != 0 {
 		t.Errorf("listener still open after shutdown: /healthz = %d", code)
+	}
+}
+
+func TestDebugListenerServesProfilesOnlyWhenAsked(t *testing.T) {
+	srv := redistest.Start(t)
+	debugPort := testenv.FreePort(t)
+	url := startApp(t, srv.Addr, "DEBUG_ADDR", testenv.Addr(debugPort))
+	if code, _ := get("http://"+testenv.Addr(debugPort)+"/debug/pprof/cmdline", ""); code != 200 {
+		t.Errorf("debug listener answered %d", code)
+	}
+	if code, _ := get(url+"/debug/pprof/cmdline", ""); code != 404 {
+		t.Errorf("profiles are reachable on the service port: %d", code)
 	}
 }
