@@ -105,7 +105,7 @@ func run() error {
 			return err
 		}
 		apps = append(apps, port)
-		if i == 0 {
+		if i == 1 { // replica 1 runs the debug listener; measure a plain one
 			time.Sleep(time.Second)
 			r.IdleRSSKB = rssKB(p.Process.Pid)
 		}
