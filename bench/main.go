@@ -68,13 +68,12 @@ func run() error {
 	}
 
 	redisPort := freePort()
-	redis, err := procs.start("redis", exec.Command("redis-server", "--port", strconv.Itoa(redisPort), "--bind", "127.0.0.1",
+	_, err = procs.start("redis", exec.Command("redis-server", "--port", strconv.Itoa(redisPort), "--bind", "127.0.0.1",
 		"--requirepass", password, "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--dir", dir))
 	if err != nil {
 		return err
 	}
-	_ = redis
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // redis-server listening
 
 	r := results{Date: time.Now().UTC().Format("2006-01-02 15:04 MST"), Machine: machine()}
 
