@@ -9,7 +9,11 @@ case $REDIS_PASSWORD in *[\\\"\'\ ]*)
 	echo "REDIS_PASSWORD must not contain quotes, backslashes or spaces" >&2
 	exit 2 ;;
 esac
+# Memory is capped below the container's limit (256 MB) so Redis refuses or
+# evicts instead of being killed; volatile-ttl evicts only keys with a TTL,
+# the remembered visit ids, never the counter.
 exec redis-server - --appendonly yes --appendfsync everysec \
-	--save "3600 1 300 100 60 10000" --dir /data "$@" <<EOF
+	--save "3600 1 300 100 60 10000" --dir /data \
+	--maxmemory "${REDIS_MAXMEMORY:-200mb}" --maxmemory-policy volatile-ttl "$@" <<EOF
 requirepass "$REDIS_PASSWORD"
 EOF
