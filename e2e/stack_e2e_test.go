@@ -149,6 +149,10 @@ func TestStack(t *testing.T) {
 				t.Errorf("Redis container %s publishes a port: %s", id, out)
 			}
 		}
+		// Under memory pressure Redis sheds remembered visit ids, never the count.
+		if out, _ := s.redisCLI(false, "CONFIG", "GET", "maxmemory-policy"); !strings.HasSuffix(out, "volatile-ttl") {
+			t.Errorf("Redis maxmemory-policy = %q, want volatile-ttl", out)
+		}
 		if out, err := s.redisCLI(true, "GET", "visits"); err == nil && !strings.Contains(out, "NOAUTH") {
 			t.Errorf("Redis answered without the password: %q", out)
 		}
