@@ -54,6 +54,13 @@ func New(cfg Config) *Counter {
 			WriteTimeout:          cfg.Timeout,
 			PoolTimeout:           cfg.Timeout,
 			ContextTimeoutEnabled: true,
+			// Connections kept open ahead of need: a burst then finds them
+			// ready instead of dialing (TCP, AUTH, HELLO) on a busy machine,
+			// where a handshake can outlast the timeout.
+			MinIdleConns: 10,
+			// CLIENT SETINFO costs every new connection a round trip, for
+			// a name in CLIENT LIST that tally does not use.
+			DisableIdentity: true,
 			// Standalone Redis sends no maintenance notifications; asking for
 			// them costs a round trip on every new connection.
 			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
@@ -84,10 +91,13 @@ const retryBackoff = 25 * time.Millisecond
 //
 // A visit without an id is tried once: had Redis run the INCR and only the
 // reply been lost, a retry would count the visit twice. A visit with an id
-// is retried until the timeout, because incrOnce makes a second run return
-// the first one's count: a Redis restart then costs a slower answer rather
-// than a 503 for a visit that may already have been counted.
+// is retried, because the script makes a second run return the first one's
+// count: within the timeout while Redis cannot be reached (a restart costs
+// a slower answer, not a 503), and once more, for another timeout, when
+// Redis did not answer in time (so that a 503 never stands for a counted
+// visit unless Redis stayed silent for two timeouts).
 func (c *Counter) Increment(ctx context.Context, visitID string) (int64, error) {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	if visitID == "" {
@@ -97,6 +107,25 @@ func (c *Counter) Increment(ctx context.Context, visitID string) (int64, error) 
 		}
 		return n, nil
 	}
+	n, err := c.incrOnce(ctx, visitID)
+	if err != nil && timedOut(err) && parent.Err() == nil {
+		// The script may have run with only its reply late (a busy machine
+		// rather than a dead Redis). Running it again tells which: it returns
+		// the first count, or counts now. Without this, a 503 could stand for
+		// a visit that was counted.
+		retryCtx, cancel := context.WithTimeout(parent, c.timeout)
+		defer cancel()
+		n, err = c.incrOnce(retryCtx, visitID)
+	}
+	if err != nil {
+		return 0, c.unavailable(err)
+	}
+	return n, nil
+}
+
+// incrOnce runs the script until it answers, fails for good, or ctx is
+// nearly out of time.
+func (c *Counter) incrOnce(ctx context.Context, visitID string) (int64, error) {
 	keys := []string{c.key, c.key + ":visit:" + visitID}
 	for {
 		n, err := incrOnce.Run(ctx, c.client, keys, visitTTL.Milliseconds()).Int64()
@@ -105,14 +134,19 @@ func (c *Counter) Increment(ctx context.Context, visitID string) (int64, error) 
 		}
 		// Give up while an answer can still arrive within the timeout.
 		if deadline, _ := ctx.Deadline(); !transient(err) || time.Until(deadline) < retryBackoff {
-			return 0, c.unavailable(err)
+			return 0, err
 		}
 		select {
 		case <-ctx.Done():
-			return 0, c.unavailable(err)
+			return 0, err
 		case <-time.After(retryBackoff):
 		}
 	}
+}
+
+func timedOut(err error) bool {
+	var netErr net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout()
 }
 
 // transient errors may pass if the command is sent again: the connection
