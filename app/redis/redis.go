@@ -178,10 +178,9 @@ func (c *Counter) unavailable(err error) error {
 }
 
 func reason(err error, timeout time.Duration) string {
-	var netErr net.Error
 	msg := err.Error()
 	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+	case timedOut(err):
 		return "redis did not answer within " + timeout.String()
 	case errors.Is(err, context.Canceled):
 		return "request cancelled"

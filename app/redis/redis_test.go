@@ -10,15 +10,15 @@ import (
 	"tally/app/redis"
 )
 
-func newCounter(t *testing.T, addr, password string) *redis.Counter {
-	c := redis.New(redis.Config{Addr: addr, Password: password, Key: "visits", Timeout: 300 * time.Millisecond})
+func newCounter(t *testing.T, addr, password string, timeout time.Duration) *redis.Counter {
+	c := redis.New(redis.Config{Addr: addr, Password: password, Key: "visits", Timeout: timeout})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
 
 func TestIncrementCountsEachVisitOnce(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newCounter(t, srv.Addr, redistest.Password)
+	c := newCounter(t, srv.Addr, redistest.Password, 300*time.Millisecond)
 	ctx := t.Context()
 
 	for i, tc := range []struct {
@@ -53,9 +53,9 @@ func TestErrorsSayWhy(t *testing.T) {
 		setup   func()
 		reason  string
 	}{
-		"wrong password": {newCounter(t, srv.Addr, "wrong"), func() {}, "redis rejected the password"},
-		"no password":    {newCounter(t, srv.Addr, ""), func() {}, "redis rejected the password"},
-		"not a number": {newCounter(t, srv.Addr, redistest.Password),
+		"wrong password": {newCounter(t, srv.Addr, "wrong", 300*time.Millisecond), func() {}, "redis rejected the password"},
+		"no password":    {newCounter(t, srv.Addr, "", 300*time.Millisecond), func() {}, "redis rejected the password"},
+		"not a number": {newCounter(t, srv.Addr, redistest.Password, 300*time.Millisecond),
 			func() { srv.Client.Set(ctx, "visits", "many", 0) }, "the counter key does not hold a number"},
 	} {
 		tc.setup()
@@ -71,8 +71,7 @@ func TestErrorsSayWhy(t *testing.T) {
 // without fails at once rather than risk counting twice.
 func TestVisitWithIDIsRetriedAcrossARestart(t *testing.T) {
 	srv := redistest.Start(t)
-	c := redis.New(redis.Config{Addr: srv.Addr, Password: redistest.Password, Key: "visits", Timeout: 3 * time.Second})
-	t.Cleanup(func() { c.Close() })
+	c := newCounter(t, srv.Addr, redistest.Password, 3*time.Second)
 	if _, err := c.Increment(t.Context(), "warm-up"); err != nil {
 		t.Fatal(err)
 	}

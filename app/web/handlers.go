@@ -41,11 +41,7 @@ func handleCount(logger *slog.Logger, counter tally.Counter, m *metrics, instanc
 		}
 		// Only an id set by the proxy names a visit that may be resent; one
 		// made up here is new by definition, so a plain INCR will do.
-		visitID := ""
-		if validRequestID(r.Header.Get("X-Request-ID")) {
-			visitID = requestID(r.Context())
-		}
-		n, err := counter.Increment(r.Context(), visitID)
+		n, err := counter.Increment(r.Context(), proxyRequestID(r.Context()))
 		if err != nil {
 			storeFailed(w, r, logger, m, "incr", err)
 			return

@@ -14,22 +14,36 @@ import (
 
 type ctxKey struct{}
 
+// reqID is the request's id and whether the proxy in front set it.
+type reqID struct {
+	id        string
+	fromProxy bool
+}
+
 // withRequestID keeps the proxy's X-Request-ID, or makes one, and echoes it
 // so a client, nginx's log and ours can be matched up.
 func withRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get("X-Request-ID")
-		if !validRequestID(id) {
-			id = newRequestID()
+		rid := reqID{id: r.Header.Get("X-Request-ID"), fromProxy: true}
+		if !validRequestID(rid.id) {
+			rid = reqID{id: newRequestID()}
 		}
-		w.Header().Set("X-Request-ID", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, id)))
+		w.Header().Set("X-Request-ID", rid.id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, rid)))
 	})
 }
 
 func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(ctxKey{}).(string)
-	return id
+	rid, _ := ctx.Value(ctxKey{}).(reqID)
+	return rid.id
+}
+
+// proxyRequestID is the id the proxy set, or "" when tally made one up.
+func proxyRequestID(ctx context.Context) string {
+	if rid, _ := ctx.Value(ctxKey{}).(reqID); rid.fromProxy {
+		return rid.id
+	}
+	return ""
 }
 
 // validRequestID accepts what proxies generate (hex, UUIDs) and nothing that
