@@ -16,8 +16,9 @@ func handleIndex(instance string) http.Handler {
 		Instance string `json:"instance"`
 	}
 	body := response{Message: "Welcome to tally, a visit counter. Visit /count to be counted.", Instance: instance}
+	v := view{json: body, text: body.Message + "\n", page: newPage("index.html", instance)}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		render(w, r, http.StatusOK, indexPage, body, body.Message+"\n")
+		render(w, r, http.StatusOK, v)
 	})
 }
 
@@ -29,6 +30,7 @@ func handleCount(logger *slog.Logger, counter tally.Counter, m *metrics, instanc
 		Count    int64  `json:"count"`
 		Instance string `json:"instance"`
 	}
+	page := newPage("count.html", instance)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		if r.Method == http.MethodHead {
@@ -36,7 +38,7 @@ func handleCount(logger *slog.Logger, counter tally.Counter, m *metrics, instanc
 				storeFailed(w, r, logger, m, "ping", err)
 				return
 			}
-			render(w, r, http.StatusOK, countPage, response{Instance: instance}, "")
+			render(w, r, http.StatusOK, view{json: response{Instance: instance}, page: page})
 			return
 		}
 		// Only an id set by the proxy names a visit that may be resent; one
@@ -46,7 +48,8 @@ func handleCount(logger *slog.Logger, counter tally.Counter, m *metrics, instanc
 			storeFailed(w, r, logger, m, "incr", err)
 			return
 		}
-		render(w, r, http.StatusOK, countPage, response{Count: n, Instance: instance}, strconv.FormatInt(n, 10)+"\n")
+		count := strconv.FormatInt(n, 10)
+		render(w, r, http.StatusOK, view{json: response{Count: n, Instance: instance}, text: count + "\n", page: page, count: count})
 	})
 }
 

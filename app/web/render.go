@@ -1,22 +1,11 @@
 package web
 
 import (
-	"embed"
 	"encoding/json"
-	"html/template"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
-)
-
-//go:embed templates/*.html
-var templateFS embed.FS
-
-var (
-	pages     = template.Must(template.ParseFS(templateFS, "templates/*.html"))
-	indexPage = pages.Lookup("index.html")
-	countPage = pages.Lookup("count.html")
 )
 
 const (
@@ -25,18 +14,24 @@ const (
 	typeText = "text/plain"
 )
 
-// render answers a page in the format the client asks for: HTML by default,
+// view is one answer in each format a client may ask for.
+type view struct {
+	json  any    // marshalled as JSON
+	text  string // plain text
+	page  page   // HTML, with count in its slot
+	count string
+}
+
+// render answers v in the format the client asks for: HTML by default,
 // JSON or plain text when the Accept header prefers them.
-func render(w http.ResponseWriter, r *http.Request, status int, page *template.Template, data any, text string) {
+func render(w http.ResponseWriter, r *http.Request, status int, v view) {
 	switch negotiate(r.Header.Get("Accept"), typeHTML, typeJSON, typeText) {
 	case typeJSON:
-		writeJSON(w, status, data)
+		writeJSON(w, status, v.json)
 	case typeText:
-		writeText(w, status, text)
+		writeText(w, status, v.text)
 	default:
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.WriteHeader(status)
-		_ = page.Execute(w, data) // the client has gone if this fails
+		writePage(w, status, v.page, v.count)
 	}
 }
 

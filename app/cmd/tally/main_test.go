@@ -313,3 +313,19 @@ func TestDebugListenerServesProfilesOnlyWhenAsked(t *testing.T) {
 		t.Errorf("profiles are reachable on the service port: %d", code)
 	}
 }
+
+// The image stays small only while nothing in the binary calls methods by
+// name through reflection: text/template (and html/template) do, and the
+// linker then keeps every exported method of every type — 8 MB of go-redis
+// commands. See web/pages.go.
+func TestBinaryLeavesOutTemplates(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if pkg == "text/template" || pkg == "html/template" {
+			t.Errorf("cmd/tally depends on %s: the linker would keep every method go-redis has (+8 MB); see web/pages.go", pkg)
+		}
+	}
+}
