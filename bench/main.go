@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,6 +36,8 @@ var (
 	duration    = flag.Duration("d", 5*time.Second, "length of one measured round")
 	rounds      = flag.Int("rounds", 3, "measured rounds per scenario; the median is reported")
 	goImage     = flag.String("go-image", os.Getenv("GO_IMAGE"), "builder image for the app image (default golang:1.26, or the offline one)")
+	appEnv      = flag.String("env", "", "extra environment for the replicas, space-separated (for trying a setting, e.g. GOMAXPROCS=1)")
+	quick       = flag.Bool("quick", false, "only the loopback scenarios: skip the image build and the Go benchmarks (for trying a change)")
 )
 
 func main() {
@@ -129,35 +132,24 @@ func run() error {
 		return err
 	}
 
-	scenarios := []struct {
-		name, url string
-		into      *figure
-	}{
-		{"ceiling: nginx → trivial upstream", fmt.Sprintf("http://127.0.0.1:%d/", ceilingNginx), &r.Ceiling},
-		{"/ through nginx", fmt.Sprintf("http://127.0.0.1:%d/", appNginx), &r.Index},
-		{"/count through nginx", fmt.Sprintf("http://127.0.0.1:%d/count", appNginx), &r.Count},
-		{"/count on one replica", fmt.Sprintf("http://127.0.0.1:%d/count", apps[0]), &r.Direct},
+	scenarios := []*scenario{
+		{name: "ceiling: nginx → trivial upstream", url: fmt.Sprintf("http://127.0.0.1:%d/", ceilingNginx), into: &r.Ceiling},
+		{name: "/ through nginx", url: fmt.Sprintf("http://127.0.0.1:%d/", appNginx), into: &r.Index},
+		{name: "/count through nginx", url: fmt.Sprintf("http://127.0.0.1:%d/count", appNginx), into: &r.Count, profile: true},
+		{name: "/count on one replica", url: fmt.Sprintf("http://127.0.0.1:%d/count", apps[0]), into: &r.Direct},
 	}
-	for _, s := range scenarios {
-		logf("measuring %s", s.name)
-		var profile chan string
-		if s.into == &r.Count {
-			profile = make(chan string, 1)
-			go func() { profile <- cpuProfile(bin, debugPort, dir) }()
-		}
-		f, cpu, err := measure(s.url, &procs)
-		if err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
-		}
-		*s.into = f
-		if s.into == &r.Count {
-			r.CPU = cpu
-			r.Profile = <-profile
-		}
+	profile, err := measure(scenarios, &procs, func() string { return cpuProfile(bin, debugPort, dir) })
+	if err != nil {
+		return err
 	}
+	r.CPU, r.Profile = scenarios[2].cpu, profile
 
-	r.ImageMB, r.ImageNote = imageSize(*root, *goImage)
-	r.GoBench = goBench(*root)
+	if *quick {
+		r.ImageNote = "-quick"
+	} else {
+		r.ImageMB, r.ImageNote = imageSize(*root, *goImage)
+		r.GoBench = goBench(*root)
+	}
 
 	md := r.markdown()
 	fmt.Print(md)
@@ -197,7 +189,7 @@ func (p procs) stopAll() {
 func appCmd(bin string, port, redisPort int, extraEnv ...string) *exec.Cmd {
 	cmd := exec.Command(bin)
 	cmd.Env = append([]string{"PORT=" + strconv.Itoa(port), "REDIS_ADDR=127.0.0.1:" + strconv.Itoa(redisPort),
-		"REDIS_PASSWORD=" + password, "LOG_LEVEL=warn", "COUNTER_KEY=bench"}, extraEnv...)
+		"REDIS_PASSWORD=" + password, "LOG_LEVEL=warn", "COUNTER_KEY=bench"}, append(strings.Fields(*appEnv), extraEnv...)...)
 	return cmd
 }
 
@@ -308,30 +300,68 @@ type figure struct {
 	Errors   int
 }
 
-// measure warms up, runs wrk for several rounds and returns the median
-// round; cpu is the share of CPU time each process took during the rounds.
-func measure(url string, p *procs) (figure, map[string]float64, error) {
-	if _, err := wrk(url, 2*time.Second); err != nil {
-		return figure{}, nil, err
-	}
-	before := cpuTimes(*p)
-	wall := time.Now()
-	var figs []figure
-	for range *rounds {
-		f, err := wrk(url, *duration)
-		if err != nil {
-			return figure{}, nil, err
+// scenario is one URL under load; measure fills in its median round and the
+// cores each process group kept busy during its rounds.
+type scenario struct {
+	name, url string
+	into      *figure
+	profile   bool // profile a replica during this scenario's first round
+	rounds    []figure
+	cpu       map[string]float64
+}
+
+// measure warms every scenario up, then runs the rounds in turn — ceiling,
+// /, /count, direct, ceiling, ... — so that the machine speeding up or
+// slowing down during the run (other tenants, frequency scaling) falls on
+// every scenario alike instead of on whichever ran at that moment. It
+// returns the profile taken during the profiled scenario's first round.
+func measure(scenarios []*scenario, p *procs, takeProfile func() string) (string, error) {
+	for _, s := range scenarios {
+		logf("warming up %s", s.name)
+		if _, err := wrk(s.url, 2*time.Second); err != nil {
+			return "", fmt.Errorf("%s: %w", s.name, err)
 		}
-		figs = append(figs, f)
 	}
-	elapsed := time.Since(wall).Seconds()
-	after := cpuTimes(*p)
-	cpu := map[string]float64{}
-	for name, t := range after {
-		cpu[name] = (t - before[name]) / elapsed
+	busy := map[*scenario]map[string]float64{}
+	elapsed := map[*scenario]float64{}
+	profile := ""
+	for round := range *rounds {
+		for _, s := range scenarios {
+			logf("round %d/%d: %s", round+1, *rounds, s.name)
+			var profiled chan string
+			if s.profile && round == 0 {
+				profiled = make(chan string, 1)
+				go func() { profiled <- takeProfile() }()
+			}
+			before, start := cpuTimes(*p), time.Now()
+			f, err := wrk(s.url, *duration)
+			if err != nil {
+				return "", fmt.Errorf("%s: %w", s.name, err)
+			}
+			after := cpuTimes(*p)
+			elapsed[s] += time.Since(start).Seconds()
+			if busy[s] == nil {
+				busy[s] = map[string]float64{}
+			}
+			for name, t := range after {
+				busy[s][name] += t - before[name]
+			}
+			s.rounds = append(s.rounds, f)
+			if profiled != nil {
+				profile = <-profiled
+			}
+		}
 	}
-	sort.Slice(figs, func(i, j int) bool { return figs[i].RPS < figs[j].RPS })
-	return figs[len(figs)/2], cpu, nil
+	for _, s := range scenarios {
+		s.cpu = map[string]float64{}
+		for name, t := range busy[s] {
+			s.cpu[name] = t / elapsed[s]
+		}
+		sorted := slices.Clone(s.rounds)
+		sort.Slice(sorted, func(i, j int) bool { return sorted[i].RPS < sorted[j].RPS })
+		*s.into = sorted[len(sorted)/2]
+	}
+	return profile, nil
 }
 
 var (
@@ -485,8 +515,9 @@ func imageSize(root, goImage string) (float64, string) {
 // cpuProfile takes a CPU profile of replica 1 while /count is measured and
 // returns pprof's top entries.
 func cpuProfile(bin string, debugPort int, dir string) string {
-	time.Sleep(3 * time.Second) // past the warm-up
-	secs := int((time.Duration(*rounds) * *duration).Seconds()) - 2
+	// Within the round: past wrk's connecting, done before it stops.
+	time.Sleep(500 * time.Millisecond)
+	secs := int(duration.Seconds()) - 1
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", debugPort, max(secs, 1)))
 	if err != nil {
 		return "profile failed: " + err.Error()

@@ -40,7 +40,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Micros
 
 func (r results) markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# tally benchmark\n\n%s · %s · wrk, %d connections, %d rounds of %v after a warm-up, median round\n\n",
+	fmt.Fprintf(&b, "# tally benchmark\n\n%s · %s · wrk, %d connections, %d rounds of %v per scenario after a warm-up, the scenarios taking turns round by round; median round\n\n",
 		r.Date, r.Machine, *connections, *rounds, *duration)
 	b.WriteString("| scenario | requests/s | × ceiling | p50 | p99 | errors |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, row := range []struct {
