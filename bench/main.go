@@ -143,6 +143,7 @@ func run() error {
 		return err
 	}
 	r.CPU, r.Profile = scenarios[2].cpu, profile
+	r.CeilingCores, r.IndexCores = scenarios[0].cpu[machineTotal], scenarios[1].cpu[machineTotal]
 
 	if *quick {
 		r.ImageNote = "-quick"

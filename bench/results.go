@@ -12,6 +12,7 @@ type results struct {
 	Date, Machine                 string
 	Ceiling, Index, Count, Direct figure
 	CPU                           map[string]float64 // CPU cores busy per process group during /count
+	CeilingCores, IndexCores      float64            // whole machine's busy cores during the ceiling and /
 	Ready                         time.Duration
 	IdleRSSKB                     int64
 	ImageMB                       float64
@@ -68,7 +69,9 @@ func (r results) markdown() string {
 	fmt.Fprintf(&b, "| process start → `/readyz` 200 (median of 5) | %s | ≤ %s | %s |\n", ms(r.Ready), ms(targetReady), verdict(r.Ready <= targetReady))
 
 	b.WriteString("\n## Where the CPU went during `/count` through nginx\n\n")
-	b.WriteString("Cores busy on average over the measured rounds (the machine has " + strings.Fields(r.Machine)[0] + "):\n\n| process | cores |\n|---|---:|\n")
+	b.WriteString("Cores busy on average over the measured rounds (the machine has " + strings.Fields(r.Machine)[0] +
+		"), and what that is per request:\n\n| process | cores | µs of CPU per request |\n|---|---:|---:|\n")
+	perRequest := func(cores, rps float64) float64 { return cores / rps * 1e6 }
 	total := r.CPU[machineTotal]
 	var names []string
 	accounted := 0.0
@@ -80,14 +83,22 @@ func (r results) markdown() string {
 	}
 	sort.Slice(names, func(i, j int) bool { return r.CPU[names[i]] > r.CPU[names[j]] })
 	for _, n := range names {
-		fmt.Fprintf(&b, "| %s | %.2f |\n", n, r.CPU[n])
+		fmt.Fprintf(&b, "| %s | %.2f | %.0f |\n", n, r.CPU[n], perRequest(r.CPU[n], r.Count.RPS))
 	}
-	fmt.Fprintf(&b, "| wrk, kernel and the rest | %.2f |\n| **whole machine** | **%.2f** |\n", total-accounted, total)
+	fmt.Fprintf(&b, "| wrk, kernel and the rest | %.2f | %.0f |\n| **whole machine** | **%.2f** | **%.0f** |\n",
+		total-accounted, perRequest(total-accounted, r.Count.RPS), total, perRequest(total, r.Count.RPS))
+	if r.CeilingCores > 0 && r.IndexCores > 0 {
+		ceiling, index, count := perRequest(r.CeilingCores, r.Ceiling.RPS), perRequest(r.IndexCores, r.Index.RPS), perRequest(total, r.Count.RPS)
+		fmt.Fprintf(&b, "\nA request through the ceiling costs the machine %.0f µs of CPU, so at %.1f× the ceiling's rate a visit may cost %.0f µs. "+
+			"`/` through nginx, the same hop to a replica without Redis, costs %.0f µs (%.2f× the ceiling); `/count` costs %.0f µs: "+
+			"its Redis round trip and script add %.0f µs.\n",
+			ceiling, targetRatio, ceiling/targetRatio, index, r.Index.RPS/r.Ceiling.RPS, count, count-index)
+	}
 	b.WriteString("\nWhen the whole machine is near its core count, the figure is bound by CPU shared between the load generator, nginx, the replicas and Redis, not by any one of them waiting; the split above says which part costs most.\n")
 
 	if r.Profile != "" {
 		b.WriteString("\n## Profile of one replica during `/count` through nginx\n\n")
-		b.WriteString("`go tool pprof -top`, flat time first. `Syscall6` is the replica's reads and writes: the HTTP request and response, and the Redis command and reply — four system calls per visit that no user-space change removes.\n\n```\n" + r.Profile + "\n```\n")
+		b.WriteString("`go tool pprof -top`, flat time first. `Syscall6` is the replica's system calls; `strace -c` on a replica counts, per visit, 2 writes (the response, the Redis command), 2 reads (the request, the reply) and 1 recvfrom (go-redis peeks at a pooled connection before each use), besides the futex calls that wake goroutines.\n\n```\n" + r.Profile + "\n```\n")
 	}
 	if r.GoBench != "" {
 		b.WriteString("\n## Go benchmarks (`app/web`, real Redis)\n\n```\n" + r.GoBench + "\n```\n")
