@@ -92,30 +92,34 @@ const retryBackoff = 25 * time.Millisecond
 // A visit without an id is tried once: had Redis run the INCR and only the
 // reply been lost, a retry would count the visit twice. A visit with an id
 // is retried, because the script makes a second run return the first one's
-// count: within the timeout while Redis cannot be reached (a restart costs
-// a slower answer, not a 503), and once more, for another timeout, when
-// Redis did not answer in time (so that a 503 never stands for a counted
-// visit unless Redis stayed silent for two timeouts).
+// count:
+//   - within the timeout while Redis cannot be reached (a restart costs a
+//     slower answer, not a 503);
+//   - once more, for another timeout, when Redis did not answer in time (a
+//     busy machine rather than a dead Redis);
+//   - until settleWithin when the connection broke after the script was
+//     sent: Redis exits without answering the commands it ran last, and a
+//     503 would stand for a visit that was counted.
 func (c *Counter) Increment(ctx context.Context, visitID string) (int64, error) {
-	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	start := time.Now()
+	tryCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	if visitID == "" {
-		n, err := c.client.Incr(ctx, c.key).Result()
+		n, err := c.client.Incr(tryCtx, c.key).Result()
 		if err != nil {
 			return 0, c.unavailable(err)
 		}
 		return n, nil
 	}
-	n, err := c.incrOnce(ctx, visitID)
-	if err != nil && timedOut(err) && parent.Err() == nil {
-		// The script may have run with only its reply late (a busy machine
-		// rather than a dead Redis). Running it again tells which: it returns
-		// the first count, or counts now. Without this, a 503 could stand for
-		// a visit that was counted.
-		retryCtx, cancel := context.WithTimeout(parent, c.timeout)
+	n, lost, err := c.incrOnce(tryCtx, visitID)
+	if err != nil && ctx.Err() == nil && (lost || timedOut(err)) {
+		deadline := time.Now().Add(c.timeout)
+		if lost {
+			deadline = start.Add(settleWithin)
+		}
+		againCtx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
-		n, err = c.incrOnce(retryCtx, visitID)
+		n, _, err = c.incrOnce(againCtx, visitID)
 	}
 	if err != nil {
 		return 0, c.unavailable(err)
@@ -123,25 +127,47 @@ func (c *Counter) Increment(ctx context.Context, visitID string) (int64, error) 
 	return n, nil
 }
 
+// settleWithin bounds how long a visit whose reply was lost is held while
+// Redis comes back: a restart takes a second or two, a stop for maintenance
+// a few more. Only the visits in flight when Redis went away wait this long;
+// new ones fail within the timeout. It stays under nginx's
+// proxy_read_timeout (10 s), past which nginx would give up on the replica.
+const settleWithin = 8 * time.Second
+
 // incrOnce runs the script until it answers, fails for good, or ctx is
-// nearly out of time.
-func (c *Counter) incrOnce(ctx context.Context, visitID string) (int64, error) {
+// nearly out of time. lost says whether some attempt broke after the script
+// may have reached Redis.
+func (c *Counter) incrOnce(ctx context.Context, visitID string) (n int64, lost bool, err error) {
 	keys := []string{c.key, c.key + ":visit:" + visitID}
 	for {
-		n, err := incrOnce.Run(ctx, c.client, keys, visitTTL.Milliseconds()).Int64()
+		n, err = incrOnce.Run(ctx, c.client, keys, visitTTL.Milliseconds()).Int64()
 		if err == nil {
-			return n, nil
+			return n, lost, nil
 		}
+		lost = lost || lostReply(err)
 		// Give up while an answer can still arrive within the timeout.
 		if deadline, _ := ctx.Deadline(); !transient(err) || time.Until(deadline) < retryBackoff {
-			return 0, err
+			return 0, lost, err
 		}
 		select {
 		case <-ctx.Done():
-			return 0, err
+			return 0, lost, err
 		case <-time.After(retryBackoff):
 		}
 	}
+}
+
+// lostReply says the connection broke after a command may have been sent: not
+// a refused dial (nothing was sent) and not a timeout (the other case above).
+func lostReply(err error) bool {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return false
+	}
+	msg := err.Error()
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe")
 }
 
 func timedOut(err error) bool {

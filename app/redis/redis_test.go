@@ -91,3 +91,46 @@ func TestVisitWithIDIsRetriedAcrossARestart(t *testing.T) {
 		t.Fatalf("visit during a restart = %d, %v; want 2 once Redis is back", n, err)
 	}
 }
+
+// Redis exiting between running a visit's script and answering it (as a
+// graceful stop does) must not turn a counted visit into a 503: the visit is
+// held until Redis is back and answered with the count it got. Visits that
+// arrive while Redis is away still fail fast.
+func TestVisitWhoseReplyWasLostIsAnsweredOnceRedisIsBack(t *testing.T) {
+	srv := redistest.Start(t)
+	relay := srv.Relay()
+	const timeout = 300 * time.Millisecond
+	c := newCounter(t, relay.Addr, redistest.Password, timeout)
+	if _, err := c.Increment(t.Context(), "warm-up"); err != nil {
+		t.Fatal(err)
+	}
+
+	relay.LoseNextReply()
+	type result struct {
+		n   int64
+		err error
+	}
+	inFlight := make(chan result, 1)
+	go func() {
+		n, err := c.Increment(t.Context(), "in-flight")
+		inFlight <- result{n, err}
+	}()
+
+	time.Sleep(200 * time.Millisecond) // the relay is down now
+	start := time.Now()
+	if _, err := c.Increment(t.Context(), "while-away"); err == nil {
+		t.Error("a visit succeeded while Redis was away")
+	} else if took := time.Since(start); took > 2*timeout+100*time.Millisecond {
+		t.Errorf("a visit while Redis was away took %v to fail; want about the %v timeout", took, timeout)
+	}
+
+	time.Sleep(time.Second) // longer than the visit's timeouts
+	relay.Up()
+	got := <-inFlight
+	if got.err != nil || got.n != 2 {
+		t.Fatalf("visit whose reply was lost = %d, %v; want 2 once Redis is back", got.n, got.err)
+	}
+	if n, err := srv.Client.Get(t.Context(), "visits").Int64(); err != nil || n != 2 {
+		t.Errorf("visits in Redis = %d, %v; want 2: the lost reply's visit counted once", n, err)
+	}
+}
