@@ -179,10 +179,7 @@ func timedOut(err error) bool {
 // failed, or Redis is starting. Wrong passwords and wrong types do not.
 func transient(err error) bool {
 	var netErr net.Error
-	msg := err.Error()
-	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || strings.HasPrefix(msg, "LOADING") ||
-		strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe")
+	return errors.As(err, &netErr) || lostReply(err) || strings.HasPrefix(err.Error(), "LOADING")
 }
 
 // Ping checks that Redis answers and accepts our credentials.
