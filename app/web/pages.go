@@ -22,13 +22,14 @@ var pageFS embed.FS
 // page is one page for this instance, split around its {{count}} slot.
 type page struct {
 	head, tail string
+	slot       bool // whether the page shows a count
 }
 
 // newPage builds a page from the layout and pages/name. It fails only if the
 // embedded files lack their slots, which a test of every page catches.
 func newPage(name, instance string) page {
-	read := func(name string) string {
-		b, err := pageFS.ReadFile("pages/" + name)
+	read := func(file string) string {
+		b, err := pageFS.ReadFile("pages/" + file)
 		if err != nil {
 			panic(err)
 		}
@@ -40,13 +41,16 @@ func newPage(name, instance string) page {
 	}
 	s := strings.Replace(layout, "{{body}}", read(name), 1)
 	s = strings.ReplaceAll(s, "{{instance}}", html.EscapeString(instance))
-	head, tail, _ := strings.Cut(s, "{{count}}")
-	return page{head: head, tail: tail}
+	head, tail, slot := strings.Cut(s, "{{count}}")
+	return page{head: head, tail: tail, slot: slot}
 }
 
 // writePage answers p with count in its slot, or with nothing there for a
 // page that has none.
 func writePage(w http.ResponseWriter, status int, p page, count string) {
+	if !p.slot {
+		count = ""
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(len(p.head)+len(count)+len(p.tail)))
 	w.WriteHeader(status)

@@ -12,7 +12,7 @@ func TestPagesFillEverySlotAndEscapeTheInstance(t *testing.T) {
 	for _, tc := range []struct {
 		name, count string
 	}{
-		{"index.html", ""},
+		{"index.html", "999"}, // no slot: the count is not shown
 		{"count.html", "12345"},
 	} {
 		rec := httptest.NewRecorder()
@@ -28,8 +28,11 @@ func TestPagesFillEverySlotAndEscapeTheInstance(t *testing.T) {
 		if !strings.HasPrefix(body, "<!doctype html>") || !strings.HasSuffix(body, "</html>\n") {
 			t.Errorf("%s is not a whole page:\n%s", tc.name, body)
 		}
-		if tc.count != "" && !strings.Contains(body, `<p class="count">`+tc.count+`</p>`) {
-			t.Errorf("%s lacks the count %s:\n%s", tc.name, tc.count, body)
+		if shown := strings.Contains(body, tc.count); shown != (tc.name == "count.html") {
+			t.Errorf("%s shows the count %s: %v, want it only on count.html:\n%s", tc.name, tc.count, shown, body)
+		}
+		if tc.name == "count.html" && !strings.Contains(body, `<p class="count">`+tc.count+`</p>`) {
+			t.Errorf("%s lacks the count %s in its place:\n%s", tc.name, tc.count, body)
 		}
 		if cl := rec.Header().Get("Content-Length"); cl != strconv.Itoa(len(body)) {
 			t.Errorf("%s: Content-Length %s for a body of %d bytes", tc.name, cl, len(body))
