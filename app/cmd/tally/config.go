@@ -46,21 +46,30 @@ func (e *configError) Error() string {
 	return fmt.Sprintf("invalid %s=%q: want %s", e.name, e.value, e.want)
 }
 
-func loadConfig(getenv func(string) string) (config, error) {
-	get := func(name string) string {
-		if v := strings.TrimSpace(getenv(name)); v != "" {
-			return v
-		}
-		for _, e := range envVars {
-			if e.name == name {
-				return e.def
-			}
-		}
-		return ""
+// setting is the variable's value without surrounding spaces, or its
+// default from envVars when unset.
+func setting(getenv func(string) string, name string) string {
+	if v := strings.TrimSpace(getenv(name)); v != "" {
+		return v
 	}
+	for _, e := range envVars {
+		if e.name == name {
+			return e.def
+		}
+	}
+	return ""
+}
+
+// listenPort is PORT: where the service listens and the health check asks.
+func listenPort(getenv func(string) string) (int, error) {
+	return intVar("PORT", setting(getenv, "PORT"), 1, 65535, "a TCP port number 1-65535")
+}
+
+func loadConfig(getenv func(string) string) (config, error) {
+	get := func(name string) string { return setting(getenv, name) }
 	var cfg config
 	var err error
-	if cfg.Port, err = intVar("PORT", get("PORT"), 1, 65535, "a TCP port number 1-65535"); err != nil {
+	if cfg.Port, err = listenPort(getenv); err != nil {
 		return cfg, err
 	}
 	if cfg.RedisAddr, err = redisAddr(getenv, get); err != nil {

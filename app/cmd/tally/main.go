@@ -131,7 +131,7 @@ func debugHandler() http.Handler {
 // healthcheck is for images without a shell or curl: HEALTHCHECK runs the
 // binary itself.
 func healthcheck(ctx context.Context, getenv func(string) string) error {
-	port, err := intVar("PORT", cmpOr(getenv("PORT"), "8080"), 1, 65535, "a TCP port number 1-65535")
+	port, err := listenPort(getenv)
 	if err != nil {
 		return err
 	}
@@ -150,11 +150,4 @@ func healthcheck(ctx context.Context, getenv func(string) string) error {
 		return fmt.Errorf("healthcheck: /healthz answered %s", resp.Status)
 	}
 	return nil
-}
-
-func cmpOr(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }
