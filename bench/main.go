@@ -308,7 +308,8 @@ type scenario struct {
 	into      *figure
 	profile   bool // profile a replica during this scenario's first round
 	rounds    []figure
-	cpu       map[string]float64
+	cpu       map[string]float64 // CPU seconds per process group, then cores once divided by seconds
+	seconds   float64            // wall time of the rounds
 }
 
 // measure warms every scenario up, then runs the rounds in turn — ceiling,
@@ -323,8 +324,9 @@ func measure(scenarios []*scenario, p *procs, takeProfile func() string) (string
 			return "", fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
-	busy := map[*scenario]map[string]float64{}
-	elapsed := map[*scenario]float64{}
+	for _, s := range scenarios {
+		s.cpu = map[string]float64{}
+	}
 	profile := ""
 	for round := range *rounds {
 		for _, s := range scenarios {
@@ -340,12 +342,9 @@ func measure(scenarios []*scenario, p *procs, takeProfile func() string) (string
 				return "", fmt.Errorf("%s: %w", s.name, err)
 			}
 			after := cpuTimes(*p)
-			elapsed[s] += time.Since(start).Seconds()
-			if busy[s] == nil {
-				busy[s] = map[string]float64{}
-			}
+			s.seconds += time.Since(start).Seconds()
 			for name, t := range after {
-				busy[s][name] += t - before[name]
+				s.cpu[name] += t - before[name]
 			}
 			s.rounds = append(s.rounds, f)
 			if profiled != nil {
@@ -354,9 +353,8 @@ func measure(scenarios []*scenario, p *procs, takeProfile func() string) (string
 		}
 	}
 	for _, s := range scenarios {
-		s.cpu = map[string]float64{}
-		for name, t := range busy[s] {
-			s.cpu[name] = t / elapsed[s]
+		for name := range s.cpu {
+			s.cpu[name] /= s.seconds
 		}
 		sorted := slices.Clone(s.rounds)
 		sort.Slice(sorted, func(i, j int) bool { return sorted[i].RPS < sorted[j].RPS })
