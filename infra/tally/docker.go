@@ -3,6 +3,8 @@ package tally
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
+	"slices"
 	"strconv"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
@@ -235,26 +237,30 @@ func healthcheck(test []string, retries int) docker.ContainerHealthcheckArgs {
 	}
 }
 
+// Docker labels in key order, in the list type each pulumi-docker resource
+// takes.
 func containerLabels(m map[string]string) docker.ContainerLabelArray {
-	var out docker.ContainerLabelArray
-	for _, k := range sortedKeys(m) {
-		out = append(out, docker.ContainerLabelArgs{Label: pulumi.String(k), Value: pulumi.String(m[k])})
-	}
-	return out
+	return labelList(m, func(k, v pulumi.String) docker.ContainerLabelInput {
+		return docker.ContainerLabelArgs{Label: k, Value: v}
+	})
 }
 
 func networkLabels(m map[string]string) docker.NetworkLabelArray {
-	var out docker.NetworkLabelArray
-	for _, k := range sortedKeys(m) {
-		out = append(out, docker.NetworkLabelArgs{Label: pulumi.String(k), Value: pulumi.String(m[k])})
-	}
-	return out
+	return labelList(m, func(k, v pulumi.String) docker.NetworkLabelInput {
+		return docker.NetworkLabelArgs{Label: k, Value: v}
+	})
 }
 
 func volumeLabels(m map[string]string) docker.VolumeLabelArray {
-	var out docker.VolumeLabelArray
-	for _, k := range sortedKeys(m) {
-		out = append(out, docker.VolumeLabelArgs{Label: pulumi.String(k), Value: pulumi.String(m[k])})
+	return labelList(m, func(k, v pulumi.String) docker.VolumeLabelInput {
+		return docker.VolumeLabelArgs{Label: k, Value: v}
+	})
+}
+
+func labelList[E any](m map[string]string, label func(k, v pulumi.String) E) []E {
+	var out []E
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, label(pulumi.String(k), pulumi.String(m[k])))
 	}
 	return out
 }

@@ -157,12 +157,3 @@ func urlHost(dockerHost string) string {
 	}
 	return "localhost"
 }
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
