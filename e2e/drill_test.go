@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"tally/testkit"
 	"testing"
 	"time"
 )
@@ -18,7 +19,7 @@ import (
 // drillResult is one drill's line in bench/drills.md.
 type drillResult struct {
 	name     string
-	res      *tally
+	res      *testkit.Tally
 	delta    int64 // counter rise
 	note     string
 	passed   bool
@@ -35,16 +36,16 @@ func TestDrills(t *testing.T) {
 
 	// underLoad runs action while 8 clients count visits, and returns what
 	// the clients saw and how far the counter rose.
-	underLoad := func(action func()) (*tally, int64) {
+	underLoad := func(action func()) (*testkit.Tally, int64) {
 		before := s.counter()
-		stop := steadyLoad(s.url("/count"), 8)
+		stop := testkit.SteadyLoad(s.url("/count"), 8)
 		time.Sleep(time.Second)
 		action()
 		time.Sleep(2 * time.Second)
 		res := stop()
 		return res, s.counter() - before
 	}
-	record := func(name, expected string, res *tally, delta int64, passed bool, note string) {
+	record := func(name, expected string, res *testkit.Tally, delta int64, passed bool, note string) {
 		t.Logf("%s: %v, counter +%d; %s", name, res, delta, note)
 		if !passed {
 			t.Errorf("%s: expected %s; got %v, counter +%d", name, expected, res, delta)
@@ -53,71 +54,71 @@ func TestDrills(t *testing.T) {
 	}
 	// only503s: while Redis is away the app answers 503 within its 300ms
 	// bound (1s allows for a loaded machine); nothing else fails.
-	only503s := func(res *tally) bool {
-		for kind := range res.failures {
+	only503s := func(res *testkit.Tally) bool {
+		for kind := range res.Failures {
 			if kind != "HTTP 503" {
 				return false
 			}
 		}
-		return res.slowest[503] < time.Second
+		return res.Slowest[503] < time.Second
 	}
 
 	// The visits in flight when Redis went away are held until it is back
 	// (app/redis, settleWithin): slow 200s, not 503s for counted visits.
-	redisAway := func(res *tally, delta int64) string {
+	redisAway := func(res *testkit.Tally, delta int64) string {
 		return fmt.Sprintf("%d 503s, the slowest in %v; the slowest 200 in %v; counter rose by %d for %d 200s",
-			res.failures["HTTP 503"], res.slowest[503].Round(time.Millisecond), res.slowest[200].Round(time.Millisecond), delta, res.ok)
+			res.Failures["HTTP 503"], res.Slowest[503].Round(time.Millisecond), res.Slowest[200].Round(time.Millisecond), delta, res.OK)
 	}
 
 	res, delta := underLoad(func() {
 		run(t, "docker", "kill", s.containers("web")[0])
 	})
 	record("1. kill -9 one web container", "no failed request, counter exact", res, delta,
-		res.failed() == 0 && delta == int64(res.ok), "nginx resends requests the dead replica held; the app counts each once")
+		res.Failed() == 0 && delta == int64(res.OK), "nginx resends requests the dead replica held; the app counts each once")
 	s.compose("up", "-d", "--no-build", "--wait", "--scale", "web=3")
 
 	res, delta = underLoad(func() { s.compose("restart", "redis") })
 	record("2. docker restart Redis", "only fast 503s while Redis is away; counter exact", res, delta,
-		only503s(res) && delta == int64(res.ok), redisAway(res, delta))
+		only503s(res) && delta == int64(res.OK), redisAway(res, delta))
 
 	var maxSeen int64
 	res, delta = underLoad(func() {
 		run(t, "docker", "kill", "-s", "KILL", s.containers("redis")[0])
 		time.Sleep(500 * time.Millisecond)
 		s.compose("start", "redis")
-		waitUntil(30*time.Second, func() bool { _, err := s.redisCLI(false, "PING"); return err == nil })
+		testkit.WaitUntil(30*time.Second, func() bool { _, err := s.redisCLI(false, "PING"); return err == nil })
 	})
-	for c := range res.counts {
+	for c := range res.Counts {
 		maxSeen = max(maxSeen, c)
 	}
 	after := s.counter()
 	lost := max(0, maxSeen-after)
-	rate := float64(res.ok) / 4 // the load ran about 4 s
+	rate := float64(res.OK) / 4 // the load ran about 4 s
 	record("3. kill -9 Redis", "nothing lost beyond 1 s of traffic (AOF everysec); the count never goes back", res, delta,
 		only503s(res) && float64(lost) <= rate && after >= maxSeen,
 		fmt.Sprintf("highest count handed out %d, count after restart %d: %d lost (1 s of traffic ≈ %.0f)", maxSeen, after, lost, rate))
 
 	// The load's clients wait on the visits Redis took down with it, so
 	// probes show what a visit sent while Redis is away gets.
-	var probes []reply
+	var probes []testkit.Reply
 	res, delta = underLoad(func() {
 		s.compose("stop", "redis")
 		back := time.Now().Add(5 * time.Second)
 		for range 5 {
 			time.Sleep(500 * time.Millisecond)
-			probes = append(probes, get(s.url("/count")))
+			probes = append(probes, testkit.Get(s.url("/count")))
 		}
 		time.Sleep(time.Until(back))
 		s.compose("start", "redis")
-		waitUntil(30*time.Second, func() bool { _, err := s.redisCLI(false, "PING"); return err == nil })
+		testkit.WaitUntil(30*time.Second, func() bool { _, err := s.redisCLI(false, "PING"); return err == nil })
 	})
 	probesFast, slowestProbe := true, time.Duration(0)
 	for _, p := range probes {
-		probesFast = probesFast && p.code == 503 && p.elapsed < time.Second
-		slowestProbe = max(slowestProbe, p.elapsed)
+		probesFast = probesFast && p.Code == 503 && p.Elapsed < time.Second
+		slowestProbe = max(slowestProbe, p.Elapsed)
 	}
 	record("4. Redis stopped 5 s, then started", "only fast 503s while Redis is away; counter exact", res, delta,
-		only503s(res) && delta == int64(res.ok) && probesFast,
+		only503s(res) && delta == int64(res.OK) && probesFast,
 		fmt.Sprintf("%s; %d visits sent while Redis was away: 503 each: %v, the slowest in %v",
 			redisAway(res, delta), len(probes), probesFast, slowestProbe.Round(time.Millisecond)))
 
@@ -127,7 +128,7 @@ func TestDrills(t *testing.T) {
 		s.compose("up", "-d", "--no-build", "--wait", "--scale", "web=2", "--no-recreate")
 	})
 	record("5. scale 3 → 6 → 2", "no failed request, counter exact", res, delta,
-		res.failed() == 0 && delta == int64(res.ok), fmt.Sprintf("%d instances answered", len(res.instances)))
+		res.Failed() == 0 && delta == int64(res.OK), fmt.Sprintf("%d instances answered", len(res.Instances)))
 	s.compose("up", "-d", "--no-build", "--wait", "--scale", "web=3", "--no-recreate")
 
 	oldWeb := map[string]bool{}
@@ -147,13 +148,13 @@ func TestDrills(t *testing.T) {
 		replaced = replaced && !oldWeb[id]
 	}
 	record("6. make rollout", "no failed request, counter exact, every replica replaced", res, delta,
-		res.failed() == 0 && delta == int64(res.ok) && replaced, fmt.Sprintf("every replica replaced: %v", replaced))
+		res.Failed() == 0 && delta == int64(res.OK) && replaced, fmt.Sprintf("every replica replaced: %v", replaced))
 
 	var hostile []string
 	res, delta = underLoad(func() { hostile = hostileClients(t, s) })
-	healthy := get(s.url("/nginx-health")).code == 200 && get(s.url("/")).code == 200
+	healthy := testkit.Get(s.url("/nginx-health")).Code == 200 && testkit.Get(s.url("/")).Code == 200
 	record("7. hostile clients", "normal clients unaffected; nginx and the app stay up", res, delta,
-		res.failed() == 0 && healthy, strings.Join(hostile, "; "))
+		res.Failed() == 0 && healthy, strings.Join(hostile, "; "))
 
 	writeDrills(t, filepath.Join(s.root, "bench", "drills.md"), results)
 }
@@ -237,7 +238,7 @@ func writeDrills(t *testing.T, path string, results []drillResult) {
 	b.WriteString("| drill | requests | 200 | failures | counter rise | exact | expected | result |\n|---|---:|---:|---|---:|---|---|---|\n")
 	for _, r := range results {
 		var kinds []string
-		for k, v := range r.res.failures {
+		for k, v := range r.res.Failures {
 			kinds = append(kinds, fmt.Sprintf("%d× %s", v, k))
 		}
 		fails := strings.Join(kinds, ", ")
@@ -248,7 +249,7 @@ func writeDrills(t *testing.T, path string, results []drillResult) {
 		if !r.passed {
 			verdict = "❌"
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %d | %v | %s | %s |\n", r.name, r.res.ok+r.res.failed(), r.res.ok, fails, r.delta, r.delta == int64(r.res.ok), r.expected, verdict)
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %d | %v | %s | %s |\n", r.name, r.res.OK+r.res.Failed(), r.res.OK, fails, r.delta, r.delta == int64(r.res.OK), r.expected, verdict)
 	}
 	b.WriteString("\n## Notes\n\n")
 	for _, r := range results {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"os/exec"
 	"strings"
+	"tally/testkit"
 	"testing"
 	"time"
 )
@@ -15,60 +16,60 @@ func TestStack(t *testing.T) {
 	s.up(3)
 
 	t.Run("serves through nginx", func(t *testing.T) {
-		if r := get(s.url("/")); r.code != 200 || r.instance == "" {
-			t.Fatalf("GET / = %d %q %v", r.code, r.instance, r.err)
+		if r := testkit.Get(s.url("/")); r.Code != 200 || r.Instance == "" {
+			t.Fatalf("GET / = %d %q %v", r.Code, r.Instance, r.Err)
 		}
-		a, b := get(s.url("/count")), get(s.url("/count"))
-		if a.code != 200 || b.code != 200 || b.count != a.count+1 {
-			t.Fatalf("two /count = %d:%d then %d:%d, want consecutive counts", a.code, a.count, b.code, b.count)
+		a, b := testkit.Get(s.url("/count")), testkit.Get(s.url("/count"))
+		if a.Code != 200 || b.Code != 200 || b.Count != a.Count+1 {
+			t.Fatalf("two /count = %d:%d then %d:%d, want consecutive counts", a.Code, a.Count, b.Code, b.Count)
 		}
-		if r := get(s.url("/nginx-health")); r.code != 200 {
-			t.Errorf("/nginx-health = %d", r.code)
+		if r := testkit.Get(s.url("/nginx-health")); r.Code != 200 {
+			t.Errorf("/nginx-health = %d", r.Code)
 		}
 	})
 
 	t.Run("spreads over every replica", func(t *testing.T) {
-		res := newTally()
+		res := testkit.NewTally()
 		for range 60 {
-			res.add(get(s.url("/")))
+			res.Add(testkit.Get(s.url("/")))
 		}
-		if len(res.instances) != 3 {
-			t.Errorf("60 requests reached %d instances, want 3: %v", len(res.instances), res)
+		if len(res.Instances) != 3 {
+			t.Errorf("60 requests reached %d instances, want 3: %v", len(res.Instances), res)
 		}
 	})
 
 	t.Run("3000 concurrent counts are exact", func(t *testing.T) {
 		before := s.counter()
-		res := burst(s.url("/count"), 3000)
+		res := testkit.Burst(s.url("/count"), 3000)
 		after := s.counter()
-		if after-before != int64(res.ok) {
-			t.Errorf("counter rose by %d, but %d requests got 200 (%v)", after-before, res.ok, res)
+		if after-before != int64(res.OK) {
+			t.Errorf("counter rose by %d, but %d requests got 200 (%v)", after-before, res.OK, res)
 		}
-		if d := res.duplicates(); len(d) > 0 {
+		if d := res.Duplicates(); len(d) > 0 {
 			t.Errorf("counts handed out twice: %v", d)
 		}
-		if res.failed() > 0 {
+		if res.Failed() > 0 {
 			t.Errorf("requests failed on a healthy stack: %v", res)
 		}
 	})
 
 	t.Run("scaling under load loses nothing", func(t *testing.T) {
 		before := s.counter()
-		stop := steadyLoad(s.url("/count"), 8)
+		stop := testkit.SteadyLoad(s.url("/count"), 8)
 		s.compose("up", "-d", "--no-build", "--wait", "--scale", "web=5", "--no-recreate")
 		time.Sleep(3 * time.Second) // nginx re-resolves every second
 		s.compose("up", "-d", "--no-build", "--wait", "--scale", "web=2", "--no-recreate")
 		time.Sleep(2 * time.Second)
 		res := stop()
 		t.Logf("scale 3→5→2 under load: %v", res)
-		if res.failed() > 0 {
+		if res.Failed() > 0 {
 			t.Errorf("requests failed while scaling: %v", res)
 		}
-		if len(res.instances) < 5 {
-			t.Errorf("load reached %d instances, want all 5", len(res.instances))
+		if len(res.Instances) < 5 {
+			t.Errorf("load reached %d instances, want all 5", len(res.Instances))
 		}
-		if got := s.counter() - before; got != int64(res.ok) {
-			t.Errorf("counter rose by %d, %d requests got 200", got, res.ok)
+		if got := s.counter() - before; got != int64(res.OK) {
+			t.Errorf("counter rose by %d, %d requests got 200", got, res.OK)
 		}
 		if n := len(s.containers("web")); n != 2 {
 			t.Errorf("%d web containers after scaling to 2", n)
@@ -79,7 +80,7 @@ func TestStack(t *testing.T) {
 		s.compose("up", "-d", "--no-build", "--wait", "--scale", "web=3", "--no-recreate")
 		time.Sleep(2 * time.Second)
 		before := s.counter()
-		stop := steadyLoad(s.url("/count"), 8)
+		stop := testkit.SteadyLoad(s.url("/count"), 8)
 		time.Sleep(time.Second)
 		victim := s.containers("web")[0]
 		if out, err := exec.Command("docker", "kill", victim).CombinedOutput(); err != nil {
@@ -88,19 +89,19 @@ func TestStack(t *testing.T) {
 		time.Sleep(3 * time.Second)
 		res := stop()
 		t.Logf("kill -9 of one replica under load: %v", res)
-		if res.failed() > 0 {
+		if res.Failed() > 0 {
 			t.Errorf("requests failed when a replica was killed: %v", res)
 		}
-		if got := s.counter() - before; got != int64(res.ok) {
-			t.Errorf("counter rose by %d, %d requests got 200", got, res.ok)
+		if got := s.counter() - before; got != int64(res.OK) {
+			t.Errorf("counter rose by %d, %d requests got 200", got, res.OK)
 		}
-		if d := res.duplicates(); len(d) > 0 {
+		if d := res.Duplicates(); len(d) > 0 {
 			t.Errorf("counts handed out twice: %v", d)
 		}
 	})
 
 	t.Run("the count survives restarts", func(t *testing.T) {
-		get(s.url("/count"))
+		testkit.Get(s.url("/count"))
 		before := s.counter()
 		s.compose("restart", "redis")
 		if got := s.counter(); got != before {
@@ -111,29 +112,29 @@ func TestStack(t *testing.T) {
 		if got := s.counter(); got != before {
 			t.Errorf("after down and up the count is %d, was %d", got, before)
 		}
-		if !waitUntil(5*time.Second, func() bool { return get(s.url("/count")).count == before+1 }) {
+		if !testkit.WaitUntil(5*time.Second, func() bool { return testkit.Get(s.url("/count")).Count == before+1 }) {
 			t.Errorf("/count after down and up did not go on from %d", before)
 		}
 	})
 
 	t.Run("Redis down gives fast 503s and recovers", func(t *testing.T) {
 		s.compose("stop", "redis")
-		r := get(s.url("/count"))
-		if r.code != 503 || r.elapsed > time.Second {
-			t.Errorf("/count with Redis stopped = %d after %v, want a 503 within the 300ms bound", r.code, r.elapsed)
+		r := testkit.Get(s.url("/count"))
+		if r.Code != 503 || r.Elapsed > time.Second {
+			t.Errorf("/count with Redis stopped = %d after %v, want a 503 within the 300ms bound", r.Code, r.Elapsed)
 		}
-		if r := get(s.url("/")); r.code != 200 {
-			t.Errorf("/ with Redis stopped = %d, want 200", r.code)
+		if r := testkit.Get(s.url("/")); r.Code != 200 {
+			t.Errorf("/ with Redis stopped = %d, want 200", r.Code)
 		}
 		s.compose("start", "redis")
 		start := time.Now()
 		// Redis itself takes a moment to load; the app must follow within 2s
 		// of Redis answering.
-		if !waitUntil(30*time.Second, func() bool { _, err := s.redisCLI(false, "PING"); return err == nil }) {
+		if !testkit.WaitUntil(30*time.Second, func() bool { _, err := s.redisCLI(false, "PING"); return err == nil }) {
 			t.Fatal("Redis did not come back")
 		}
 		ready := time.Now()
-		if !waitUntil(2*time.Second, func() bool { return get(s.url("/count")).code == 200 }) {
+		if !testkit.WaitUntil(2*time.Second, func() bool { return testkit.Get(s.url("/count")).Code == 200 }) {
 			t.Errorf("/count not 200 within 2s of Redis answering again (%v after start)", time.Since(start))
 		}
 		t.Logf("Redis answered %v after start; /count followed %v later", ready.Sub(start), time.Since(ready))

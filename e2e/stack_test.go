@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -12,8 +11,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"tally/testkit"
 	"testing"
-	"time"
 )
 
 // stack is one Compose project of the repo's docker-compose.yml, under a
@@ -36,70 +35,24 @@ func repoRoot() string {
 // Compose v2.
 func requireDocker(t *testing.T) {
 	t.Helper()
-	missing := func(what string) {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s (CI=true, so this fails instead of skipping)", what)
-		}
-		t.Skipf("skipping the end-to-end suite: %s", what)
-	}
 	if err := exec.Command("docker", "info").Run(); err != nil {
-		missing("no Docker engine answers `docker info`")
+		testkit.Missing(t, "no Docker engine answers `docker info`")
 	}
 	out, err := exec.Command("docker", "compose", "version", "--short").Output()
 	if err != nil || !strings.HasPrefix(strings.TrimPrefix(strings.TrimSpace(string(out)), "v"), "2.") {
-		missing("`docker compose` v2 is missing (on Debian: make compose-plugin)")
+		testkit.Missing(t, "`docker compose` v2 is missing (on Debian: make compose-plugin)")
 	}
-}
-
-// images returns the redis, nginx and golang images to use: the environment's
-// choice, else the official ones if present or pullable, else local stand-ins
-// built by offline/build.sh.
-func images(t *testing.T) map[string]string {
-	t.Helper()
-	official := map[string]string{"REDIS_IMAGE": "redis:8.0", "NGINX_IMAGE": "nginx:1.30", "GO_IMAGE": "golang:1.26"}
-	chosen := map[string]string{}
-	offline := false
-	for env, image := range official {
-		if v := os.Getenv(env); v != "" {
-			chosen[env] = v
-			continue
-		}
-		if exec.Command("docker", "image", "inspect", image).Run() == nil || exec.Command("docker", "pull", "-q", image).Run() == nil {
-			chosen[env] = image
-			continue
-		}
-		offline = true
-	}
-	if !offline {
-		return chosen
-	}
-	t.Log("official images cannot be pulled here; building local stand-ins (make offline-images)")
-	cmd := exec.Command("bash", filepath.Join(repoRoot(), "offline", "build.sh"))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("offline/build.sh: %v\n%s", err, stderr.String())
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			if _, set := chosen[k]; !set {
-				chosen[k] = v
-			}
-		}
-	}
-	return chosen
 }
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	s := &stack{t: t, project: "tally-e2e-" + hex.EncodeToString(b[:]), root: repoRoot(), port: freePort(t)}
+	s := &stack{t: t, project: "tally-e2e-" + hex.EncodeToString(b[:]), root: repoRoot(), port: testkit.FreePort(t)}
 	pw := make([]byte, 16)
 	_, _ = rand.Read(pw)
 	env := fmt.Sprintf("REDIS_PASSWORD=%x\nHTTP_PORT=%d\nVERSION=e2e\n", pw, s.port)
-	for k, v := range images(t) {
+	for k, v := range testkit.Images(t, repoRoot()) {
 		env += k + "=" + v + "\n"
 	}
 	s.envFile = filepath.Join(t.TempDir(), "e2e.env")
@@ -184,26 +137,4 @@ func (s *stack) counter() int64 {
 
 func (s *stack) url(path string) string {
 	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) + path
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// waitUntil polls cond every 50ms until it holds or limit passes.
-func waitUntil(limit time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return cond()
 }

@@ -14,6 +14,10 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 have() { docker image inspect "$1" >/dev/null 2>&1; }
 
+# One build at a time: test suites running side by side may all ask.
+exec 9>"${TMPDIR:-/tmp}/tally-offline-images.lock"
+flock 9
+
 if ! have "$OFFLINE_BASE_IMAGE"; then
 	command -v debootstrap >/dev/null || { echo "offline-images: needs debootstrap (apt-get install debootstrap)" >&2; exit 1; }
 	rootfs=$(mktemp -d)

@@ -1,0 +1,45 @@
+package testkit
+
+import (
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// CI reports whether the tests run under CI=true, where nothing may skip
+// for want of a tool.
+func CI() bool { return os.Getenv("CI") == "true" }
+
+// Missing skips t, saying what is missing and where to get it; under
+// CI=true it fails instead, so CI cannot go green by skipping.
+func Missing(t testing.TB, what string) {
+	t.Helper()
+	if CI() {
+		t.Fatalf("%s (CI=true, so this fails instead of skipping)", what)
+	}
+	t.Skipf("skipping: %s", what)
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// WaitUntil polls cond every 50 ms until it holds or limit passes.
+func WaitUntil(limit time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cond()
+}

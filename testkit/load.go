@@ -1,0 +1,166 @@
+package testkit
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Client is the load generators' HTTP client: generous timeouts, and
+// enough idle connections that steady load reuses them.
+var Client = &http.Client{
+	Timeout:   10 * time.Second,
+	Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256},
+}
+
+// Reply is what one request got back.
+type Reply struct {
+	Code     int
+	Count    int64
+	Instance string
+	Err      error
+	Elapsed  time.Duration
+	At       time.Time // when the answer arrived
+}
+
+// Get asks for path as JSON and decodes the fields tally answers with.
+func Get(url string) Reply {
+	start := time.Now()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Accept", "application/json")
+	resp, err := Client.Do(req)
+	if err != nil {
+		return Reply{Err: err, Elapsed: time.Since(start), At: time.Now()}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	r := Reply{Code: resp.StatusCode, Err: err, Elapsed: time.Since(start), At: time.Now()}
+	var v struct {
+		Count    int64  `json:"count"`
+		Instance string `json:"instance"`
+	}
+	if json.Unmarshal(body, &v) == nil {
+		r.Count, r.Instance = v.Count, v.Instance
+	}
+	return r
+}
+
+// Tally sums up replies: how many succeeded, how the others failed, which
+// counts and instances were seen.
+type Tally struct {
+	mu        sync.Mutex
+	OK        int
+	Failures  map[string]int
+	Counts    map[int64]int
+	Instances map[string]bool
+	Slowest   map[int]time.Duration // slowest answer, by status code
+	// LongestGap is the longest time between two successive 200s: how long
+	// clients saw no service at all.
+	LongestGap time.Duration
+	lastOK     time.Time
+}
+
+// NewTally returns an empty Tally.
+func NewTally() *Tally {
+	return &Tally{Failures: map[string]int{}, Counts: map[int64]int{}, Instances: map[string]bool{}, Slowest: map[int]time.Duration{}}
+}
+
+// Add records one reply.
+func (t *Tally) Add(r Reply) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.Slowest[r.Code] = max(t.Slowest[r.Code], r.Elapsed)
+	switch {
+	case r.Err != nil:
+		t.Failures["error: "+r.Err.Error()]++
+	case r.Code != 200:
+		t.Failures[fmt.Sprintf("HTTP %d", r.Code)]++
+	default:
+		t.OK++
+		t.Counts[r.Count]++
+		t.Instances[r.Instance] = true
+		if !t.lastOK.IsZero() {
+			t.LongestGap = max(t.LongestGap, r.At.Sub(t.lastOK))
+		}
+		t.lastOK = r.At
+	}
+}
+
+// Failed is the number of replies other than 200.
+func (t *Tally) Failed() int {
+	n := 0
+	for _, c := range t.Failures {
+		n += c
+	}
+	return n
+}
+
+// Duplicates lists counts handed out more than once.
+func (t *Tally) Duplicates() []int64 {
+	var d []int64
+	for c, n := range t.Counts {
+		if n > 1 {
+			d = append(d, c)
+		}
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d
+}
+
+func (t *Tally) String() string {
+	var parts []string
+	for k, v := range t.Failures {
+		parts = append(parts, fmt.Sprintf("%d× %s", v, k))
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("%d ok, %d failed [%s], %d instances", t.OK, t.Failed(), strings.Join(parts, "; "), len(t.Instances))
+}
+
+// Burst sends n requests at once and waits for all of them.
+func Burst(url string, n int) *Tally {
+	res := NewTally()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res.Add(Get(url))
+		}()
+	}
+	wg.Wait()
+	return res
+}
+
+// SteadyLoad keeps `workers` clients sending requests in a loop until stop
+// is called, then returns what they saw. Each worker pauses a little between
+// requests so the load is steady, not a flood.
+func SteadyLoad(url string, workers int) (stop func() *Tally) {
+	res := NewTally()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				res.Add(Get(url))
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	return func() *Tally {
+		close(done)
+		wg.Wait()
+		return res
+	}
+}
