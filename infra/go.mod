@@ -123,3 +123,7 @@ require (
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 	lukechampine.com/frand v1.4.2 // indirect
 )
+
+require tally/testkit v0.0.0
+
+replace tally/testkit => ../testkit

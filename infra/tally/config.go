@@ -26,6 +26,7 @@ type Config struct {
 	RetainData    bool // keep the Redis volume when the stack is destroyed
 
 	AppImage   string // an existing app image; "" builds the repo's Dockerfile
+	Platform   string // what the app image is built for: the Docker host's os/arch
 	RedisImage string
 	NginxImage string
 	GoImage    string
@@ -99,6 +100,7 @@ func ParseConfig(get func(key string) (string, bool), isSecret func(key string) 
 		RedisPassword: secret("redisPassword"),
 		RetainData:    true,
 		AppImage:      str("appImage", ""),
+		Platform:      str("platform", "linux/amd64"),
 		RedisImage:    str("redisImage", DefaultRedisImage),
 		NginxImage:    str("nginxImage", DefaultNginxImage),
 		GoImage:       str("goImage", DefaultGoImage),
@@ -127,6 +129,9 @@ func ParseConfig(get func(key string) (string, bool), isSecret func(key string) 
 		case (u.Scheme == "ssh" || u.Scheme == "tcp") && u.Hostname() == "":
 			bad("dockerHost", cfg.DockerHost, "a host name, e.g. ssh://deploy@example.com")
 		}
+	}
+	if os, arch, ok := strings.Cut(cfg.Platform, "/"); !ok || os == "" || arch == "" {
+		bad("platform", cfg.Platform, "the Docker host's os/arch, e.g. linux/amd64 or linux/arm64")
 	}
 	if (cfg.CertPem == "") != (cfg.KeyPem == "") {
 		errs = append(errs, errors.New("tally:certPem and tally:keyPem: set both (the client certificate and its key) or neither"))

@@ -1,8 +1,6 @@
 package tally
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"maps"
 	"slices"
 	"strconv"
@@ -72,27 +70,26 @@ func NewDockerStack(ctx *pulumi.Context, name string, cfg Config, files Files, o
 			Name: backend.Name, Aliases: pulumi.StringArray{pulumi.String(redisAlias)},
 		}},
 		Healthcheck: healthcheck(redisHealthcheck, 15),
-		Memory:      pulumi.Int(256),
 		// Time to write the AOF and the final snapshot on the way down.
 		DestroyGraceSeconds: pulumi.Int(30),
 		Labels:              containerLabels(n.labels("redis")),
-	}), append(on, pulumi.DeleteBeforeReplace(true))...) // one Redis per stack, by name
+	}, 256), append(on, pulumi.DeleteBeforeReplace(true))...) // one Redis per stack, by name
 	if err != nil {
 		return nil, err
 	}
 
-	appImage, tag, err := appImage(ctx, n, cfg, files, on)
+	appImage, err := appImage(ctx, n, cfg, files, on)
 	if err != nil {
 		return nil, err
 	}
 	var webNames pulumi.StringArray
 	for i := 1; i <= cfg.Replicas; i++ {
-		// The name carries the image tag: a new image creates new containers
-		// beside the old ones (create-before-delete), which Pulumi removes
-		// only once the new ones are healthy.
-		base := n.of("web", strconv.Itoa(i))
-		web, err := docker.NewContainer(ctx, base, hardened(&docker.ContainerArgs{
-			Name:  pulumi.Sprintf("%s-%s", base, tag),
+		// No Name: Pulumi names each container after its resource with a
+		// random suffix (tally-dev-web-1-1a2b3c4), and a replacement gets a
+		// new one. So any change to a replica starts the new container beside
+		// the old, waits until it is healthy, and only then removes the old:
+		// a rollout never leaves nginx without replicas.
+		web, err := docker.NewContainer(ctx, n.of("web", strconv.Itoa(i)), hardened(&docker.ContainerArgs{
 			Image: appImage,
 			Envs:  webEnv(cfg.RedisPassword),
 			NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
@@ -100,12 +97,15 @@ func NewDockerStack(ctx *pulumi.Context, name string, cfg Config, files Files, o
 				docker.ContainerNetworksAdvancedArgs{Name: backend.Name},
 			},
 			Healthcheck: healthcheck(webHealthcheck, 3),
-			Memory:      pulumi.Int(64),
 			// SIGTERM, then time to finish in-flight requests (the app's
 			// SHUTDOWN_TIMEOUT is 10s) before the container is removed.
 			DestroyGraceSeconds: pulumi.Int(15),
 			Labels:              containerLabels(n.labels("web")),
-		}), append(on, pulumi.DependsOn([]pulumi.Resource{redis}))...)
+		}, 64), append(on,
+			pulumi.DependsOn([]pulumi.Resource{redis}),
+			// The provider asks for delete-before-replace on every container;
+			// replicas need the opposite (see above).
+			pulumi.DeleteBeforeReplace(false))...)
 		if err != nil {
 			return nil, err
 		}
@@ -132,10 +132,11 @@ func NewDockerStack(ctx *pulumi.Context, name string, cfg Config, files Files, o
 		}},
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{docker.ContainerNetworksAdvancedArgs{Name: frontend.Name}},
 		Healthcheck:      healthcheck(nginxHealthcheck, 5),
-		Memory:           pulumi.Int(64),
 		StopSignal:       pulumi.String("SIGQUIT"), // nginx's graceful stop
-		Labels:           containerLabels(n.labels("nginx")),
-	}), append(on, pulumi.DeleteBeforeReplace(true))...) // it owns the host port
+		// Without it the provider kills nginx, cutting the requests it holds.
+		DestroyGraceSeconds: pulumi.Int(10),
+		Labels:              containerLabels(n.labels("nginx")),
+	}, 64), append(on, pulumi.DeleteBeforeReplace(true))...) // it owns the host port
 	if err != nil {
 		return nil, err
 	}
@@ -184,39 +185,47 @@ func pulledImage(ctx *pulumi.Context, name, image string, on []pulumi.ResourceOp
 	}, on...)
 }
 
-// appImage is the app image to run and a short tag that changes with it:
-// the configured image, or one built from the repository's Dockerfile.
-func appImage(ctx *pulumi.Context, n names, cfg Config, files Files, on []pulumi.ResourceOption) (pulumi.StringInput, pulumi.StringOutput, error) {
+// appImage is the app image to run: the configured one, or one built on the
+// target host from the repository's Dockerfile, tagged with the hash of its
+// inputs so that only a change to the app rolls the replicas.
+func appImage(ctx *pulumi.Context, n names, cfg Config, files Files, on []pulumi.ResourceOption) (pulumi.StringInput, error) {
 	if cfg.AppImage != "" {
 		img, err := pulledImage(ctx, n.of("web-image"), cfg.AppImage, on)
 		if err != nil {
-			return nil, pulumi.StringOutput{}, err
+			return nil, err
 		}
-		tag := img.ImageId.ApplyT(func(id string) string {
-			sum := sha256.Sum256([]byte(id))
-			return hex.EncodeToString(sum[:])[:12]
-		}).(pulumi.StringOutput)
-		return img.ImageId, tag, nil
+		return img.ImageId, nil
 	}
 	img, err := docker.NewImage(ctx, n.of("web-image"), &docker.ImageArgs{
 		ImageName: pulumi.String(n.of("web") + ":" + files.AppHash),
 		SkipPush:  pulumi.Bool(true), // built on the target host itself
 		Build: &docker.DockerBuildArgs{
 			// The Dockerfile is the context's own (the default).
-			Context: pulumi.String(files.Root),
-			Args:    pulumi.StringMap{"GO_IMAGE": pulumi.String(cfg.GoImage), "VERSION": pulumi.String(files.AppHash)},
+			Context:  pulumi.String(files.Root),
+			Platform: pulumi.String(cfg.Platform),
+			Args:     pulumi.StringMap{"GO_IMAGE": pulumi.String(cfg.GoImage), "VERSION": pulumi.String(files.AppHash)},
 		},
 	}, on...)
 	if err != nil {
-		return nil, pulumi.StringOutput{}, err
+		return nil, err
 	}
-	return img.ImageName, pulumi.String(files.AppHash).ToStringOutput(), nil
+	return img.ImageName, nil
 }
 
 // hardened applies what every tally container gets: read-only root, no
-// capabilities, no privilege gain, a writable /tmp in memory, a restart
-// policy, and Pulumi waiting until its health check passes.
-func hardened(args *docker.ContainerArgs) *docker.ContainerArgs {
+// capabilities, no privilege gain, a writable /tmp in memory, a memory
+// limit in MB with no swap beyond it, bounded logs, a restart policy, and
+// Pulumi waiting until its health check passes.
+//
+// Memory swap and logging are set even where the daemon's defaults would
+// do: the provider reads back whatever the daemon chose (swap twice the
+// limit, the daemon's log options), and anything read back that the
+// program did not set is a diff that replaces the container on every up.
+func hardened(args *docker.ContainerArgs, memoryMB int) *docker.ContainerArgs {
+	args.Memory = pulumi.Int(memoryMB)
+	args.MemorySwap = pulumi.Int(memoryMB)
+	args.LogDriver = pulumi.String("json-file")
+	args.LogOpts = pulumi.StringMap{"max-size": pulumi.String("10m"), "max-file": pulumi.String("3")}
 	args.ReadOnly = pulumi.Bool(true)
 	args.Capabilities = docker.ContainerCapabilitiesArgs{Drops: pulumi.StringArray{pulumi.String("ALL")}}
 	args.SecurityOpts = pulumi.StringArray{pulumi.String("no-new-privileges:true")}

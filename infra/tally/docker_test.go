@@ -1,6 +1,7 @@
 package tally
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"reflect"
@@ -70,8 +71,12 @@ func TestScalingAddsOnlyWebContainers(t *testing.T) {
 	}
 }
 
-// A new app build replaces the web containers and nothing else, and the new
-// ones get new names so they can run beside the old (create-before-delete).
+// A new app build replaces the web containers and nothing else. The real
+// provider asks for delete-before-replace on every container, so the
+// replicas must say otherwise, and must leave their Docker names to Pulumi,
+// which gives a replacement a new one: only then can the new replica start
+// beside the old. (That the rollout then serves throughout is shown by
+// TestDeployToLocalEngine against the real provider.)
 func TestNewAppImageReplacesOnlyWeb(t *testing.T) {
 	files := repoFiles(t)
 	a, err := runProgram(t, "dev", testConfig(), files)
@@ -91,11 +96,11 @@ func TestNewAppImageReplacesOnlyWeb(t *testing.T) {
 			t.Errorf("%s changed=%v on a new app image; want only web containers and the image to change", res.name, changed)
 		}
 		if isWeb && res.typ == containerType {
-			if str(old.inputs, "name") == str(res.inputs, "name") {
-				t.Errorf("%s keeps its Docker name %q for a new image; create-before-delete would clash", res.name, str(res.inputs, "name"))
+			if name := str(res.inputs, "name"); name != "" {
+				t.Errorf("%s sets its Docker name %q; a replacement would clash with it", res.name, name)
 			}
-			if res.deleteBefore {
-				t.Errorf("%s is delete-before-replace; a rollout must start the new one first", res.name)
+			if !res.deleteBeforeSet || res.deleteBefore {
+				t.Errorf("%s does not say create-before-delete; the provider would stop it before starting the new one", res.name)
 			}
 		}
 	}
@@ -209,9 +214,11 @@ func TestNamesDependOnTheStack(t *testing.T) {
 	dockerNames := func(r run) map[string]bool {
 		out := map[string]bool{}
 		for _, res := range r.resources {
-			if n := str(res.inputs, "name"); strings.HasPrefix(res.typ, "docker:index/") && n != "" && res.typ != "docker:index/remoteImage:RemoteImage" {
-				out[n] = true
+			if !strings.HasPrefix(res.typ, "docker:index/") || res.typ == "docker:index/remoteImage:RemoteImage" {
+				continue
 			}
+			// Objects without a name are named by Pulumi after the resource.
+			out[cmp.Or(str(res.inputs, "name"), res.name)] = true
 		}
 		return out
 	}
@@ -313,6 +320,7 @@ func TestInvalidConfigFailsWithItsReason(t *testing.T) {
 		{with(testConfig(), "tally:retainData", "maybe"), "true or false"},
 		{with(testConfig(), "tally:sshOpts", "-o Foo"), "tally:sshOpts"},
 		{with(testConfig(), "tally:certPem", "x"), "set both"},
+		{with(testConfig(), "tally:platform", "amd64"), "tally:platform"},
 	} {
 		_, err := runProgram(t, "dev", tc.config, repoFiles(t))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -12,15 +12,18 @@ import (
 
 // recorded is one resource the program registered, as the engine saw it.
 type recorded struct {
-	typ, name      string
-	inputs         resource.PropertyMap
-	retainOnDelete bool
-	deleteBefore   bool
-	dependsOn      []string
+	typ, name       string
+	inputs          resource.PropertyMap
+	retainOnDelete  bool
+	deleteBefore    bool
+	deleteBeforeSet bool
+	dependsOn       []string
 }
 
-// mocks stands in for the Pulumi engine and the docker provider, which
-// cannot run here; it records every resource and echoes inputs as outputs.
+// mocks stands in for the Pulumi engine and the docker provider, for fast
+// tests of the program's shape (counts, names, secrecy, config errors); it
+// records every resource and echoes inputs as outputs. What the real
+// provider does with them is TestDeployToLocalEngine's to show.
 type mocks struct {
 	mu        sync.Mutex
 	resources []recorded
@@ -31,6 +34,7 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	if rpc := args.RegisterRPC; rpc != nil {
 		r.retainOnDelete = rpc.GetRetainOnDelete()
 		r.deleteBefore = rpc.GetDeleteBeforeReplace()
+		r.deleteBeforeSet = rpc.GetDeleteBeforeReplaceDefined()
 		r.dependsOn = rpc.GetDependencies()
 	}
 	m.mu.Lock()
