@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -225,11 +226,28 @@ func reason(err error, timeout time.Duration) string {
 // SetLogger sends go-redis' own messages (failed dials, pool trouble) to
 // logger, so every log line stays JSON. go-redis keeps one logger per process.
 func SetLogger(logger *slog.Logger) {
-	goredis.SetLogger(logAdapter{logger})
+	goredis.SetLogger(&logAdapter{logger: logger})
 }
 
-type logAdapter struct{ logger *slog.Logger }
+// logAdapter logs a message of go-redis once a second at most: while Redis
+// is down, the pool filling its idle connections fails ten dials at once,
+// each with the same words.
+type logAdapter struct {
+	logger *slog.Logger
+	mu     sync.Mutex
+	last   string
+	at     time.Time
+}
 
-func (a logAdapter) Printf(ctx context.Context, format string, v ...any) {
-	a.logger.WarnContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+func (a *logAdapter) Printf(ctx context.Context, format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	a.mu.Lock()
+	repeat := msg == a.last && time.Since(a.at) < time.Second
+	if !repeat {
+		a.last, a.at = msg, time.Now()
+	}
+	a.mu.Unlock()
+	if !repeat {
+		a.logger.WarnContext(ctx, msg, "component", "go-redis")
+	}
 }

@@ -1,7 +1,11 @@
 package redis_test
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,4 +137,36 @@ func TestVisitWhoseReplyWasLostIsAnsweredOnceRedisIsBack(t *testing.T) {
 	if n, err := srv.Client.Get(t.Context(), "visits").Int64(); err != nil || n != 2 {
 		t.Errorf("visits in Redis = %d, %v; want 2: the lost reply's visit counted once", n, err)
 	}
+}
+
+// While Redis is down, the pool's warm-up fails a burst of identical dials;
+// the log gets one line for it, not one per dial.
+func TestFailedDialBurstLogsOnce(t *testing.T) {
+	var buf syncBuffer
+	redis.SetLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
+	t.Cleanup(func() { redis.SetLogger(slog.New(slog.DiscardHandler)) })
+	srv := redistest.Start(t)
+	srv.Stop()
+	newCounter(t, srv.Addr, redistest.Password, 100*time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // the warm-up dials run in the background
+	if n := strings.Count(buf.String(), `"component":"go-redis"`); n != 1 {
+		t.Errorf("the pool's warm-up with Redis down logged %d lines, want 1:\n%s", n, buf.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -27,9 +29,10 @@ type config struct {
 var envVars = []struct{ name, def, help string }{
 	{"PORT", "8080", "TCP port to listen on (1-65535)"},
 	{"REDIS_ADDR", "localhost:6379", "Redis address, host:port"},
-	{"REDIS_HOST", "", "Redis host, used with REDIS_PORT when REDIS_ADDR is unset"},
+	{"REDIS_HOST", "localhost", "Redis host, used with REDIS_PORT when REDIS_ADDR is unset"},
 	{"REDIS_PORT", "6379", "Redis port, used with REDIS_HOST when REDIS_ADDR is unset"},
 	{"REDIS_PASSWORD", "", "Redis password (never logged)"},
+	{"REDIS_PASSWORD_FILE", "", "file holding the Redis password, e.g. a Docker secret; instead of REDIS_PASSWORD"},
 	{"REDIS_DB", "0", "Redis database number (0-15)"},
 	{"COUNTER_KEY", "visits", "Redis key holding the count"},
 	{"REDIS_TIMEOUT", "300ms", "bound on one Redis command; /count answers 503 past it"},
@@ -78,7 +81,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if cfg.RedisDB, err = intVar("REDIS_DB", get("REDIS_DB"), 0, 15, "a database number 0-15"); err != nil {
 		return cfg, err
 	}
-	cfg.RedisPassword = getenv("REDIS_PASSWORD") // spaces may be part of a password
+	if cfg.RedisPassword, err = redisPassword(getenv); err != nil {
+		return cfg, err
+	}
 	cfg.CounterKey = get("COUNTER_KEY")
 	if cfg.RedisTimeout, err = durationVar("REDIS_TIMEOUT", get("REDIS_TIMEOUT"), time.Minute); err != nil {
 		return cfg, err
@@ -97,11 +102,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 	return cfg, nil
 }
 
-// redisAddr prefers REDIS_ADDR; REDIS_HOST/REDIS_PORT are the original app's
-// names, kept so its deployments move over unchanged.
+// redisAddr prefers REDIS_ADDR; REDIS_HOST and REDIS_PORT are the original
+// app's names, kept so its deployments move over unchanged: either one alone
+// takes the other's default.
 func redisAddr(getenv, get func(string) string) (string, error) {
-	if addr := strings.TrimSpace(getenv("REDIS_ADDR")); addr != "" || strings.TrimSpace(getenv("REDIS_HOST")) == "" {
-		addr = get("REDIS_ADDR")
+	if strings.TrimSpace(getenv("REDIS_ADDR")) != "" || strings.TrimSpace(getenv("REDIS_HOST"))+strings.TrimSpace(getenv("REDIS_PORT")) == "" {
+		addr := get("REDIS_ADDR")
 		host, port, err := net.SplitHostPort(addr)
 		if err != nil || host == "" {
 			return "", &configError{"REDIS_ADDR", addr, "host:port, e.g. redis:6379"}
@@ -116,6 +122,25 @@ func redisAddr(getenv, get func(string) string) (string, error) {
 		return "", err
 	}
 	return net.JoinHostPort(get("REDIS_HOST"), strconv.Itoa(port)), nil
+}
+
+// redisPassword is REDIS_PASSWORD, or the content of REDIS_PASSWORD_FILE
+// without its trailing newline: a file keeps the password out of the
+// container's environment, which `docker inspect` shows to anyone.
+func redisPassword(getenv func(string) string) (string, error) {
+	password := getenv("REDIS_PASSWORD") // spaces may be part of a password
+	path := strings.TrimSpace(getenv("REDIS_PASSWORD_FILE"))
+	if path == "" {
+		return password, nil
+	}
+	if password != "" {
+		return "", &configError{"REDIS_PASSWORD_FILE", path, "REDIS_PASSWORD unset: set one of the two"}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", &configError{"REDIS_PASSWORD_FILE", path, fmt.Sprintf("a readable file holding the password (%v)", errors.Unwrap(err))}
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 func intVar(name, value string, lo, hi int, want string) (int, error) {

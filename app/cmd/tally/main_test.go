@@ -212,6 +212,8 @@ func TestBadConfigExitsTwoWithOneLine(t *testing.T) {
 		{"SHUTDOWN_TIMEOUT=forever", "SHUTDOWN_TIMEOUT"},
 		{"LOG_LEVEL=loud", "LOG_LEVEL"},
 		{"DEBUG_ADDR=6060", "DEBUG_ADDR"},
+		{"REDIS_PASSWORD_FILE=/nonexistent/password", "REDIS_PASSWORD_FILE"},
+		{"REDIS_PASSWORD=x REDIS_PASSWORD_FILE=/etc/hostname", "REDIS_PASSWORD_FILE"},
 	} {
 		cmd := exec.Command(bin)
 		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, strings.Fields(tc.env)...)
@@ -227,6 +229,41 @@ func TestBadConfigExitsTwoWithOneLine(t *testing.T) {
 		if strings.Count(msg, "\n") != 1 || !strings.Contains(msg, tc.mentions) || !strings.Contains(msg, "want") {
 			t.Errorf("%s: stderr %q, want one line naming %s and what is expected", tc.env, msg, tc.mentions)
 		}
+	}
+}
+
+// REDIS_HOST and REDIS_PORT each work alone, with the other's default.
+func TestRedisHostAndPortAlone(t *testing.T) {
+	for env, want := range map[string]string{
+		"":                                   "localhost:6379",
+		"REDIS_PORT=6380":                    "localhost:6380",
+		"REDIS_HOST=redis":                   "redis:6379",
+		"REDIS_HOST=redis REDIS_PORT=6380":   "redis:6380",
+		"REDIS_ADDR=cache:7000 REDIS_PORT=1": "cache:7000",
+	} {
+		vars := map[string]string{}
+		for _, kv := range strings.Fields(env) {
+			k, v, _ := strings.Cut(kv, "=")
+			vars[k] = v
+		}
+		cfg, err := loadConfig(func(k string) string { return vars[k] })
+		if err != nil || cfg.RedisAddr != want {
+			t.Errorf("%q: Redis at %q (%v), want %s", env, cfg.RedisAddr, err, want)
+		}
+	}
+}
+
+// The password may come from a file, as Docker secrets are mounted; its
+// trailing newline is not part of it.
+func TestPasswordFromFile(t *testing.T) {
+	srv := redistest.Start(t)
+	path := filepath.Join(t.TempDir(), "redis-password")
+	if err := os.WriteFile(path, []byte(redistest.Password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url := startApp(t, srv.Addr, "REDIS_PASSWORD", "", "REDIS_PASSWORD_FILE", path)
+	if code, body := get(url+"/count", "text/plain"); code != 200 {
+		t.Errorf("/count with the password from a file = %d %s", code, body)
 	}
 }
 
