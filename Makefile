@@ -66,7 +66,7 @@ REPLICAS ?= 3
 COMPOSE ?= docker compose
 
 .PHONY: up
-up: .env ## run the stack: nginx on HTTP_PORT (default 5002), REPLICAS web replicas (default 3), Redis
+up: .env .secrets/redis_password ## run the stack: nginx on HTTP_PORT (default 5002), REPLICAS web replicas (default 3), Redis
 	VERSION=$(VERSION) $(COMPOSE) up -d --build --wait --scale web=$(REPLICAS)
 	@echo "tally is up: http://localhost:$$(grep -E '^HTTP_PORT=' .env | cut -d= -f2 || echo 5002)/"
 
@@ -82,11 +82,16 @@ logs: ## follow the stack's logs
 ps: ## list the stack's containers
 	$(COMPOSE) ps
 
-# First run: a .env with a random Redis password, from .env.example.
+# First run: the settings from .env.example, and a random Redis password
+# in a file Compose mounts as a secret. Compose mounts it with its mode on
+# the host, so the containers' users can read it only if everyone may: the
+# directory keeps the host's other users out instead.
 .env:
-	@pw=$$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'); \
-	sed "s/^REDIS_PASSWORD=.*/REDIS_PASSWORD=$$pw/" .env.example > .env; \
-	chmod 600 .env; echo "wrote .env with a random REDIS_PASSWORD"
+	cp .env.example .env
+.secrets/redis_password:
+	@mkdir -p -m 700 .secrets
+	@(umask 022; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > $@)
+	@echo "wrote $@ with a random Redis password"
 
 .PHONY: offline-images
 offline-images: ## build local redis/nginx/golang images from Debian packages, for hosts that cannot pull

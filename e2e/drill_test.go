@@ -11,9 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"tally/testkit"
 	"testing"
 	"time"
+
+	"tally/testkit"
 )
 
 // drillResult is one drill's line in bench/drills.md.

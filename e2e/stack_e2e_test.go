@@ -3,9 +3,10 @@ package e2e
 import (
 	"os/exec"
 	"strings"
-	"tally/testkit"
 	"testing"
 	"time"
+
+	"tally/testkit"
 )
 
 // TestStack drives the real Compose stack through nginx's published port on
@@ -160,6 +161,13 @@ func TestStack(t *testing.T) {
 		probe := `exec 3<>/dev/tcp/redis/6379 && echo reached`
 		if out, _ := s.composeOutput("exec", "-T", "nginx", "bash", "-c", probe); strings.Contains(out, "reached") {
 			t.Errorf("nginx's container can reach Redis: %s", out)
+		}
+		all := strings.Fields(s.compose("ps", "-q"))
+		if len(all) < 3 {
+			t.Fatalf("the stack has %d containers, want nginx, Redis and web", len(all))
+		}
+		if shown := testkit.ShownByInspect(t, s.password, all...); len(shown) > 0 {
+			t.Errorf("docker inspect shows the Redis password for %v", shown)
 		}
 		for _, service := range []string{"nginx", "web", "redis"} {
 			for _, id := range s.containers(service) {

@@ -11,18 +11,20 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"tally/testkit"
 	"testing"
+
+	"tally/testkit"
 )
 
 // stack is one Compose project of the repo's docker-compose.yml, under a
 // name of its own so it never touches a user's stack.
 type stack struct {
-	t       *testing.T
-	project string
-	root    string
-	envFile string
-	port    int
+	t        *testing.T
+	project  string
+	password string
+	root     string
+	envFile  string
+	port     int
 }
 
 // repoRoot is the directory holding docker-compose.yml.
@@ -51,7 +53,14 @@ func newStack(t *testing.T) *stack {
 	s := &stack{t: t, project: "tally-e2e-" + hex.EncodeToString(b[:]), root: repoRoot(), port: testkit.FreePort(t)}
 	pw := make([]byte, 16)
 	_, _ = rand.Read(pw)
-	env := fmt.Sprintf("REDIS_PASSWORD=%x\nHTTP_PORT=%d\nVERSION=e2e\n", pw, s.port)
+	s.password = hex.EncodeToString(pw)
+	// As make up writes it: readable inside the containers, in a directory
+	// only this user can enter (t.TempDir is 0700).
+	secret := filepath.Join(t.TempDir(), "redis_password")
+	if err := os.WriteFile(secret, []byte(s.password+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := fmt.Sprintf("REDIS_PASSWORD_SECRET=%s\nHTTP_PORT=%d\nVERSION=e2e\n", secret, s.port)
 	for k, v := range testkit.Images(t, repoRoot()) {
 		env += k + "=" + v + "\n"
 	}
@@ -108,7 +117,7 @@ func (s *stack) redisCLI(noAuth bool, args ...string) (string, error) {
 	cmdArgs := []string{"exec", "-T"}
 	if !noAuth {
 		cmdArgs = append(cmdArgs, "redis")
-		script := `REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli "$@"`
+		script := `REDISCLI_AUTH="$(cat "$REDIS_PASSWORD_FILE")" redis-cli "$@"`
 		cmdArgs = append(cmdArgs, append([]string{"sh", "-c", script, "sh"}, args...)...)
 	} else {
 		cmdArgs = append(cmdArgs, "redis", "redis-cli")

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
@@ -43,11 +44,12 @@ func TestDeployToLocalEngine(t *testing.T) {
 	}{
 		{"up from empty serves through every replica", stepUp},
 		{"preview and refresh right after up show no changes", stepNoChanges},
-		{"replicas 3 to 5 under load creates exactly two", stepScaleUp},
-		{"replicas 5 to 2 under load deletes exactly three", stepScaleDown},
+		{"replicas 3 to 5 under load creates exactly two", stepScale(5)},
+		{"replicas 5 to 2 under load deletes exactly three", stepScale(2)},
 		{"an app change rolls out under load with no failed request", stepAppRollout},
 		{"an nginx change replaces only nginx", stepNginxChange},
 		{"a Redis image change keeps the count", stepRedisImage},
+		{"a new Redis password reaches Redis and every replica", stepNewPassword},
 		{"a web container removed by hand comes back", stepDrift},
 		{"destroy keeps the Redis volume", stepDestroyKeepsData},
 		{"destroy with retainData=false removes it", stepDestroyRemovesData},
@@ -69,6 +71,7 @@ func stepUp(t *testing.T, d *deployment) {
 		t.Errorf("webContainers output = %v, want 3 names", res.Outputs["webContainers"].Value)
 	}
 	d.expectInstances(3)
+	d.expectPasswordHidden()
 	first := d.counter()
 	if next := d.counter(); next != first+1 {
 		t.Errorf("/count went from %d to %d", first, next)
@@ -86,30 +89,27 @@ func stepNoChanges(t *testing.T, d *deployment) {
 	}
 }
 
-func stepScaleUp(t *testing.T, d *deployment) {
-	before := d.ids()
-	d.setConfig("tally:replicas", "5")
-	res, load := d.upUnderLoad()
-	d.expectChanges(res, map[string]int{"create": 2})
-	d.expectNoFailures(load)
-	after := d.ids()
-	if !sameIDs(before.redis, after.redis) || !sameIDs(before.nginx, after.nginx) || len(after.web) != 5 || !subset(before.web, after.web) {
-		t.Errorf("scaling touched more than two new replicas: before %+v, after %+v", before, after)
+// stepScale changes the number of replicas under load: only replicas are
+// created or deleted, the others and Redis and nginx kept, and nginx sends
+// to every replica there is.
+func stepScale(to int) func(t *testing.T, d *deployment) {
+	return func(t *testing.T, d *deployment) {
+		before := d.ids()
+		d.setConfig("tally:replicas", strconv.Itoa(to))
+		res, load := d.upUnderLoad()
+		if diff := to - len(before.web); diff > 0 {
+			d.expectChanges(res, map[string]int{"create": diff})
+		} else {
+			d.expectChanges(res, map[string]int{"delete": -diff})
+		}
+		d.expectNoFailures(load)
+		after := d.ids()
+		kept := len(intersect(before.web, after.web)) == min(len(before.web), to)
+		if !sameIDs(before.redis, after.redis) || !sameIDs(before.nginx, after.nginx) || len(after.web) != to || !kept {
+			t.Errorf("scaling to %d touched more than the replicas added or removed: before %+v, after %+v", to, before, after)
+		}
+		d.expectInstances(to)
 	}
-	d.expectInstances(5)
-}
-
-func stepScaleDown(t *testing.T, d *deployment) {
-	before := d.ids()
-	d.setConfig("tally:replicas", "2")
-	res, load := d.upUnderLoad()
-	d.expectChanges(res, map[string]int{"delete": 3})
-	d.expectNoFailures(load)
-	after := d.ids()
-	if !sameIDs(before.redis, after.redis) || !sameIDs(before.nginx, after.nginx) || len(after.web) != 2 || !subset(after.web, before.web) {
-		t.Errorf("scaling down touched more than the three removed replicas: before %+v, after %+v", before, after)
-	}
-	d.expectInstances(2)
 }
 
 func stepAppRollout(t *testing.T, d *deployment) {
@@ -190,6 +190,27 @@ func stepRedisImage(t *testing.T, d *deployment) {
 	}
 }
 
+// The containers read the password file as they start, so a new password
+// replaces Redis and the replicas; the count goes on.
+func stepNewPassword(t *testing.T, d *deployment) {
+	before := d.ids()
+	last := d.counter()
+	d.password = randomHex(16)
+	if err := d.stack.SetConfig(d.ctx, "tally:redisPassword", auto.ConfigValue{Value: d.password, Secret: true}); err != nil {
+		t.Fatal(err)
+	}
+	d.up()
+	after := d.ids()
+	if !sameIDs(before.nginx, after.nginx) || len(intersect(before.web, after.web))+len(intersect(before.redis, after.redis)) > 0 {
+		t.Errorf("a new password: before %+v, after %+v; want Redis and web replaced, nginx kept", before, after)
+	}
+	if n := d.counter(); n != last+1 {
+		t.Errorf("after the new password, /count = %d, want %d", n, last+1)
+	}
+	d.expectInstances(2)
+	d.expectPasswordHidden()
+}
+
 func stepDrift(t *testing.T, d *deployment) {
 	before := d.ids()
 	if out, err := exec.Command("docker", "rm", "-f", before.web[0]).CombinedOutput(); err != nil {
@@ -212,6 +233,9 @@ func stepDestroyKeepsData(t *testing.T, d *deployment) {
 	}
 	if left := d.ids(); len(left.web)+len(left.redis)+len(left.nginx) > 0 {
 		t.Errorf("containers left after destroy: %+v", left)
+	}
+	if err := exec.Command("docker", "volume", "inspect", "tally-"+d.name+"-secrets").Run(); err == nil {
+		t.Errorf("the volume holding the password is left after destroy")
 	}
 }
 
@@ -240,6 +264,8 @@ type deployment struct {
 	port      int
 	url       string // http://127.0.0.1:port
 	images    map[string]string
+	password  string
+	backend   string // the file backend's directory
 	lastCount int64
 }
 
@@ -261,10 +287,12 @@ func newDeployment(t *testing.T) *deployment {
 	t.Cleanup(cancel)
 	d := &deployment{t: t, top: t, ctx: ctx, root: copyRepo(t), name: "t" + randomHex(3), port: testkit.FreePort(t)}
 	d.url = fmt.Sprintf("http://127.0.0.1:%d", d.port)
+	d.password = randomHex(16)
 	d.images = testkit.Images(t, "..")
 
+	d.backend = t.TempDir()
 	stack, err := auto.UpsertStackLocalSource(ctx, d.name, filepath.Join(d.root, "infra"), auto.EnvVars(map[string]string{
-		"PULUMI_BACKEND_URL":       "file://" + t.TempDir(),
+		"PULUMI_BACKEND_URL":       "file://" + d.backend,
 		"PULUMI_CONFIG_PASSPHRASE": "deployment-test",
 		"PULUMI_SKIP_UPDATE_CHECK": "true",
 	}))
@@ -273,7 +301,7 @@ func newDeployment(t *testing.T) *deployment {
 	}
 	d.stack = stack
 	cfg := auto.ConfigMap{
-		"tally:redisPassword": {Value: randomHex(16), Secret: true},
+		"tally:redisPassword": {Value: d.password, Secret: true},
 		"tally:httpPort":      {Value: strconv.Itoa(d.port)},
 		"tally:replicas":      {Value: "3"},
 		"tally:redisImage":    {Value: d.images["REDIS_IMAGE"]},
@@ -307,7 +335,7 @@ func copyRepo(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	for _, file := range []string{"Dockerfile", ".dockerignore", "go.work.sum"} {
+	for _, file := range []string{"Dockerfile", ".dockerignore", "docker-compose.yml", "go.work.sum"} {
 		b, err := os.ReadFile(filepath.Join("..", file))
 		if err != nil {
 			t.Fatal(err)
@@ -417,6 +445,34 @@ func changes(res auto.UpResult) map[string]int {
 	return out
 }
 
+// expectPasswordHidden checks that no container of the stack shows the
+// Redis password to `docker inspect`, and that the state backend holds it
+// only encrypted.
+func (d *deployment) expectPasswordHidden() {
+	d.t.Helper()
+	out, err := exec.Command("docker", "ps", "-aq", "--no-trunc", "--filter", "label=tally.stack="+d.name).Output()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	if shown := testkit.ShownByInspect(d.t, d.password, strings.Fields(string(out))...); len(shown) > 0 {
+		d.t.Errorf("docker inspect shows the Redis password for %v", shown)
+	}
+	// Every file of the state backend: the state, its backups and history.
+	err = filepath.WalkDir(d.backend, func(path string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if bytes.Contains(b, []byte(d.password)) {
+			d.t.Errorf("%s holds the Redis password in plain text", path)
+		}
+		return err
+	})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+}
+
 // counter counts one visit and returns the count, waiting for the stack to
 // answer.
 func (d *deployment) counter() int64 {
@@ -488,10 +544,6 @@ func (d *deployment) ids() containers {
 }
 
 func sameIDs(a, b []string) bool { return slices.Equal(a, b) }
-
-func subset(small, big []string) bool {
-	return len(intersect(small, big)) == len(small)
-}
 
 func intersect(a, b []string) []string {
 	var out []string

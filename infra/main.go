@@ -10,12 +10,12 @@ import (
 
 func main() {
 	pulumi.Run(func(ctx *pulumi.Context) error {
-		cfg, err := tally.LoadConfig(ctx)
+		// Pulumi runs the program in infra/; the repository is its parent.
+		files, err := tally.ReadFiles("..")
 		if err != nil {
 			return err
 		}
-		// Pulumi runs the program in infra/; the repository is its parent.
-		files, err := tally.ReadFiles("..")
+		cfg, err := tally.LoadConfig(ctx, files.Images)
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,8 @@ package testkit
 import (
 	"net"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 )
@@ -42,4 +44,22 @@ func WaitUntil(limit time.Duration, cond func() bool) bool {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return cond()
+}
+
+// ShownByInspect returns the containers among ids whose `docker inspect`
+// contains secret: their environment, command, labels or anything else
+// Docker keeps about them, which anyone who may run docker can read.
+func ShownByInspect(t testing.TB, secret string, ids ...string) []string {
+	t.Helper()
+	var shown []string
+	for _, id := range ids {
+		out, err := exec.Command("docker", "inspect", id).Output()
+		if err != nil {
+			t.Fatalf("docker inspect %s: %v", id, err)
+		}
+		if strings.Contains(string(out), secret) {
+			shown = append(shown, id)
+		}
+	}
+	return shown
 }

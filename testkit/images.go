@@ -5,13 +5,32 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
 
-// Official are the images users run, by the variable that names each in
-// .env and in the tests' environment.
-var Official = map[string]string{"REDIS_IMAGE": "redis:8.0", "NGINX_IMAGE": "nginx:1.30", "GO_IMAGE": "golang:1.26"}
+// composeDefault matches a default image in docker-compose.yml, such as
+// ${REDIS_IMAGE:-redis:8.0}: the one place the official images are named.
+var composeDefault = regexp.MustCompile(`\$\{((?:REDIS|NGINX|GO)_IMAGE):-([^}]+)\}`)
+
+// official returns the images users run, by the variable that names each in
+// .env and in the tests' environment, as docker-compose.yml gives them.
+func official(t testing.TB, root string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	images := map[string]string{}
+	for _, m := range composeDefault.FindAllStringSubmatch(string(b), -1) {
+		images[m[1]] = m[2]
+	}
+	if len(images) != 3 {
+		t.Fatalf("docker-compose.yml names defaults for %v; want REDIS_IMAGE, NGINX_IMAGE and GO_IMAGE", images)
+	}
+	return images
+}
 
 // Images returns the redis, nginx and golang images to test with, by
 // variable: the environment's choice, else the official image if the
@@ -22,7 +41,7 @@ func Images(t testing.TB, root string) map[string]string {
 	t.Helper()
 	chosen := map[string]string{}
 	offline := false
-	for env, image := range Official {
+	for env, image := range official(t, root) {
 		if v := os.Getenv(env); v != "" {
 			chosen[env] = v
 			continue

@@ -32,13 +32,6 @@ type Config struct {
 	GoImage    string
 }
 
-// Defaults: the official images, the majors the app is tested against.
-const (
-	DefaultRedisImage = "redis:8.0"
-	DefaultNginxImage = "nginx:1.30"
-	DefaultGoImage    = "golang:1.26"
-)
-
 // Secret is a config value that must never be printed or stored in plain
 // text: fmt shows "[secret]", and Output wraps it as a Pulumi secret.
 type Secret string
@@ -51,11 +44,13 @@ func (s Secret) Output() pulumi.StringOutput {
 	return pulumi.ToSecret(pulumi.String(string(s))).(pulumi.StringOutput)
 }
 
-// LoadConfig reads the stack's configuration from Pulumi.
-func LoadConfig(ctx *pulumi.Context) (Config, error) {
+// LoadConfig reads the stack's configuration from Pulumi; images not named
+// there are the defaults.
+func LoadConfig(ctx *pulumi.Context, defaults Images) (Config, error) {
 	return ParseConfig(
 		func(key string) (string, bool) { return ctx.GetConfig("tally:" + key) },
-		func(key string) bool { return ctx.IsConfigSecret("tally:" + key) })
+		func(key string) bool { return ctx.IsConfigSecret("tally:" + key) },
+		defaults)
 }
 
 // secretKeys must be set with --secret, so they are encrypted in the stack's
@@ -65,7 +60,7 @@ var secretKeys = []string{"redisPassword", "caPem", "certPem", "keyPem"}
 // ParseConfig checks every key and reports all problems at once, each naming
 // the key and what it expects, so `pulumi preview` fails with a clear message.
 // get returns a key's value; isSecret says whether it was set with --secret.
-func ParseConfig(get func(key string) (string, bool), isSecret func(key string) bool) (Config, error) {
+func ParseConfig(get func(key string) (string, bool), isSecret func(key string) bool, defaults Images) (Config, error) {
 	var errs []error
 	bad := func(key, value, want string) {
 		errs = append(errs, fmt.Errorf("tally:%s = %q: want %s", key, value, want))
@@ -101,9 +96,9 @@ func ParseConfig(get func(key string) (string, bool), isSecret func(key string) 
 		RetainData:    true,
 		AppImage:      str("appImage", ""),
 		Platform:      str("platform", "linux/amd64"),
-		RedisImage:    str("redisImage", DefaultRedisImage),
-		NginxImage:    str("nginxImage", DefaultNginxImage),
-		GoImage:       str("goImage", DefaultGoImage),
+		RedisImage:    str("redisImage", defaults.Redis),
+		NginxImage:    str("nginxImage", defaults.Nginx),
+		GoImage:       str("goImage", defaults.Go),
 	}
 
 	if v := str("retainData", "true"); v != "" {

@@ -56,13 +56,17 @@ func NewDockerStack(ctx *pulumi.Context, name string, cfg Config, files Files, o
 	if err != nil {
 		return nil, err
 	}
+	password, err := newPasswordFile(ctx, n, cfg.RedisPassword, redisImage.ImageId, on)
+	if err != nil {
+		return nil, err
+	}
 	redis, err := docker.NewContainer(ctx, n.of("redis"), hardened(&docker.ContainerArgs{
 		Name:  pulumi.String(n.of("redis")),
 		Image: redisImage.ImageId,
 		User:  pulumi.String(redisUser),
 		// The script's text runs as `sh -c`, so a remote host needs no copy.
 		Command: pulumi.StringArray{pulumi.String("sh"), pulumi.String("-c"), pulumi.String(files.RedisStart), pulumi.String("redis-start")},
-		Envs:    pulumi.StringArray{pulumi.Sprintf("REDIS_PASSWORD=%s", cfg.RedisPassword.Output())},
+		Envs:    pulumi.StringArray{pulumi.String("REDIS_PASSWORD_FILE=" + passwordPath)},
 		Volumes: docker.ContainerVolumeArray{docker.ContainerVolumeArgs{
 			VolumeName: volume.Name, ContainerPath: pulumi.String("/data"),
 		}},
@@ -73,7 +77,8 @@ func NewDockerStack(ctx *pulumi.Context, name string, cfg Config, files Files, o
 		// Time to write the AOF and the final snapshot on the way down.
 		DestroyGraceSeconds: pulumi.Int(30),
 		Labels:              containerLabels(n.labels("redis")),
-	}, 256), append(on, pulumi.DeleteBeforeReplace(true))...) // one Redis per stack, by name
+	}, 256, password.mount), slices.Concat(on, password.readers(),
+		[]pulumi.ResourceOption{pulumi.DeleteBeforeReplace(true)})...) // one Redis per stack, by name
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +96,7 @@ func NewDockerStack(ctx *pulumi.Context, name string, cfg Config, files Files, o
 		// a rollout never leaves nginx without replicas.
 		web, err := docker.NewContainer(ctx, n.of("web", strconv.Itoa(i)), hardened(&docker.ContainerArgs{
 			Image: appImage,
-			Envs:  webEnv(cfg.RedisPassword),
+			Envs:  webEnv(),
 			NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
 				docker.ContainerNetworksAdvancedArgs{Name: frontend.Name, Aliases: pulumi.StringArray{pulumi.String(webAlias)}},
 				docker.ContainerNetworksAdvancedArgs{Name: backend.Name},
@@ -101,7 +106,7 @@ func NewDockerStack(ctx *pulumi.Context, name string, cfg Config, files Files, o
 			// SHUTDOWN_TIMEOUT is 10s) before the container is removed.
 			DestroyGraceSeconds: pulumi.Int(15),
 			Labels:              containerLabels(n.labels("web")),
-		}, 64), append(on,
+		}, 64, password.mount), append(slices.Concat(on, password.readers()),
 			pulumi.DependsOn([]pulumi.Resource{redis}),
 			// The provider asks for delete-before-replace on every container;
 			// replicas need the opposite (see above).
@@ -136,7 +141,7 @@ func NewDockerStack(ctx *pulumi.Context, name string, cfg Config, files Files, o
 		// Without it the provider kills nginx, cutting the requests it holds.
 		DestroyGraceSeconds: pulumi.Int(10),
 		Labels:              containerLabels(n.labels("nginx")),
-	}, 64), append(on, pulumi.DeleteBeforeReplace(true))...) // it owns the host port
+	}, 64, nil), append(on, pulumi.DeleteBeforeReplace(true))...) // it owns the host port
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +226,12 @@ func appImage(ctx *pulumi.Context, n names, cfg Config, files Files, on []pulumi
 // do: the provider reads back whatever the daemon chose (swap twice the
 // limit, the daemon's log options), and anything read back that the
 // program did not set is a diff that replaces the container on every up.
-func hardened(args *docker.ContainerArgs, memoryMB int) *docker.ContainerArgs {
+//
+// mount, when not nil, adds what the container mounts besides.
+func hardened(args *docker.ContainerArgs, memoryMB int, mount func(*docker.ContainerArgs)) *docker.ContainerArgs {
+	if mount != nil {
+		mount(args)
+	}
 	args.Memory = pulumi.Int(memoryMB)
 	args.MemorySwap = pulumi.Int(memoryMB)
 	args.LogDriver = pulumi.String("json-file")

@@ -33,11 +33,11 @@ func TestResourcesPerReplicaCount(t *testing.T) {
 		if want := replicas[0] - '0'; webs != int(want) {
 			t.Errorf("replicas=%s: %d web containers", replicas, webs)
 		}
-		if n := len(r.byType(containerType)); n != webs+2 {
-			t.Errorf("replicas=%s: %d containers, want web + redis + nginx", replicas, n)
+		if n := len(r.byType(containerType)); n != webs+3 {
+			t.Errorf("replicas=%s: %d containers, want web + redis + nginx + the password file's holder", replicas, n)
 		}
-		if n, v := len(r.byType(networkType)), len(r.byType(volumeType)); n != 2 || v != 1 {
-			t.Errorf("replicas=%s: %d networks and %d volumes, want 2 and 1", replicas, n, v)
+		if n, v := len(r.byType(networkType)), len(r.byType(volumeType)); n != 2 || v != 2 {
+			t.Errorf("replicas=%s: %d networks and %d volumes, want 2 and 2 (data, secrets)", replicas, n, v)
 		}
 		if got := r.outputs["webContainers"]; len(got.([]string)) != webs {
 			t.Errorf("webContainers output = %v", got)
@@ -116,10 +116,12 @@ func TestRedisIsIsolatedAndPersistent(t *testing.T) {
 	if len(nets) != 1 || str(plain(nets[0]).ObjectValue(), "name") != "tally-dev-backend" {
 		t.Errorf("Redis networks = %v, want only tally-dev-backend", nets)
 	}
-	vols := plain(redis.inputs["volumes"]).ArrayValue()
-	if len(vols) != 1 || str(plain(vols[0]).ObjectValue(), "containerPath") != "/data" ||
-		str(plain(vols[0]).ObjectValue(), "volumeName") != "tally-dev-redis-data" {
-		t.Errorf("Redis volumes = %v, want tally-dev-redis-data at /data", vols)
+	mounts := map[string]string{}
+	for _, v := range plain(redis.inputs["volumes"]).ArrayValue() {
+		mounts[str(plain(v).ObjectValue(), "containerPath")] = str(plain(v).ObjectValue(), "volumeName")
+	}
+	if want := map[string]string{"/data": "tally-dev-redis-data", "/run/secrets": "tally-dev-secrets"}; !reflect.DeepEqual(mounts, want) {
+		t.Errorf("Redis volumes = %v, want %v", mounts, want)
 	}
 	if b := r.named("tally-dev-backend"); !plain(b.inputs["internal"]).BoolValue() {
 		t.Error("the backend network is not internal")
@@ -142,7 +144,12 @@ func TestEveryContainerIsHardened(t *testing.T) {
 	r := mustRun(t, "dev", testConfig())
 	for _, c := range r.byType(containerType) {
 		in := c.inputs
-		if !plain(in["readOnly"]).BoolValue() {
+		// The holder of the password file is created and never started.
+		if c.name == "tally-dev-secrets-holder" {
+			if start := in["start"]; start.IsNull() || plain(start).BoolValue() {
+				t.Errorf("%s: started; its root is writable, so it must never run", c.name)
+			}
+		} else if !plain(in["readOnly"]).BoolValue() {
 			t.Errorf("%s: root filesystem not read-only", c.name)
 		}
 		if drops := plain(plain(in["capabilities"]).ObjectValue()["drops"]).ArrayValue(); len(drops) != 1 || plain(drops[0]).StringValue() != "ALL" {
@@ -151,7 +158,7 @@ func TestEveryContainerIsHardened(t *testing.T) {
 		if so := plain(in["securityOpts"]).ArrayValue(); len(so) != 1 || plain(so[0]).StringValue() != "no-new-privileges:true" {
 			t.Errorf("%s: securityOpts = %v", c.name, so)
 		}
-		if !plain(in["wait"]).BoolValue() || plain(in["healthcheck"]).IsNull() {
+		if c.name != "tally-dev-secrets-holder" && (!plain(in["wait"]).BoolValue() || plain(in["healthcheck"]).IsNull()) {
 			t.Errorf("%s: Pulumi does not wait for a health check", c.name)
 		}
 		// The web image sets its own non-root USER (see Dockerfile).
@@ -191,13 +198,17 @@ func TestPasswordStaysSecret(t *testing.T) {
 			if !secret {
 				t.Errorf("the Redis password is in plain text in %s", where)
 			}
+			// docker inspect shows a container's environment and command.
+			if strings.Contains(where, ".envs") || strings.Contains(where, ".command") || strings.Contains(where, ".entrypoints") {
+				t.Errorf("the Redis password is in %s, which docker inspect shows; give it as a file", where)
+			}
 		}
 	}
 	for _, res := range r.resources {
 		walk(res.name, resource.NewObjectProperty(res.inputs), false)
 	}
-	if seen < 4 { // redis, and each of 3 web containers
-		t.Errorf("the password reached %d places; the test is not looking where it should", seen)
+	if seen != 1 { // the upload into the holder of the password file
+		t.Errorf("the password reached %d places, want 1: the file's holder", seen)
 	}
 	for k, v := range r.outputs {
 		if strings.Contains(fmt.Sprint(v), pw) {
@@ -276,6 +287,30 @@ func TestSameFilesAsCompose(t *testing.T) {
 	}
 }
 
+// The official images are named once, as docker-compose.yml's defaults;
+// the program runs them unless its config names others, and the
+// Dockerfile's own default builder is the same.
+func TestDefaultImagesAreCompose(t *testing.T) {
+	files := repoFiles(t)
+	if files.Images.Redis == "" || files.Images.Nginx == "" || files.Images.Go == "" {
+		t.Fatalf("images read from docker-compose.yml: %+v", files.Images)
+	}
+	r := mustRun(t, "dev", testConfig())
+	if got := str(r.named("tally-dev-redis-image").inputs, "name"); got != files.Images.Redis {
+		t.Errorf("Redis runs %q, docker-compose.yml says %q", got, files.Images.Redis)
+	}
+	if got := str(r.named("tally-dev-nginx-image").inputs, "name"); got != files.Images.Nginx {
+		t.Errorf("nginx runs %q, docker-compose.yml says %q", got, files.Images.Nginx)
+	}
+	df, err := os.ReadFile("../../Dockerfile")
+	if err != nil || !strings.Contains(string(df), "\nARG GO_IMAGE="+files.Images.Go+"\n") {
+		t.Errorf("the Dockerfile's default GO_IMAGE is not docker-compose.yml's %q", files.Images.Go)
+	}
+	if _, err := composeImages("image: ${REDIS_IMAGE:-redis:8.0}"); err == nil || !strings.Contains(err.Error(), "NGINX_IMAGE") {
+		t.Errorf("a compose file without every default: error %v", err)
+	}
+}
+
 func TestOutputs(t *testing.T) {
 	for host, want := range map[string]string{
 		"":                            "http://localhost:8080/",
@@ -342,7 +377,7 @@ func TestSecretsMustBeSetAsSecrets(t *testing.T) {
 			return "plain-password", true
 		}
 		return "", false
-	}, func(string) bool { return false })
+	}, func(string) bool { return false }, Images{})
 	if err == nil || !strings.Contains(err.Error(), "tally:redisPassword is stored in plain text") {
 		t.Errorf("a password set without --secret: error %v", err)
 	}

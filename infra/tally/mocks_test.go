@@ -98,7 +98,7 @@ func runProgram(t *testing.T, stack string, config map[string]string, files File
 	// returns; done hands them over.
 	done := make(chan map[string]any, 1)
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
-		cfg, err := LoadConfig(ctx)
+		cfg, err := LoadConfig(ctx, files.Images)
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -47,15 +48,37 @@ type Files struct {
 	UpstreamConf string // nginx/upstream.conf
 	RedisStart   string // redis/start.sh
 	AppHash      string // hash of the app image's build inputs: its tag
+	Images       Images // the default images, from docker-compose.yml
+}
+
+// Images are the images the stack runs unless its config names others.
+type Images struct{ Redis, Nginx, Go string }
+
+// composeDefault matches a default image in docker-compose.yml, such as
+// ${REDIS_IMAGE:-redis:8.0}: the one place the official images are named.
+var composeDefault = regexp.MustCompile(`\$\{(REDIS|NGINX|GO)_IMAGE:-([^}]+)\}`)
+
+func composeImages(compose string) (Images, error) {
+	found := map[string]string{}
+	for _, m := range composeDefault.FindAllStringSubmatch(compose, -1) {
+		found[m[1]] = m[2]
+	}
+	img := Images{Redis: found["REDIS"], Nginx: found["NGINX"], Go: found["GO"]}
+	if img.Redis == "" || img.Nginx == "" || img.Go == "" {
+		return img, fmt.Errorf("docker-compose.yml names no default for one of REDIS_IMAGE, NGINX_IMAGE, GO_IMAGE (${NAME:-image}): found %v", found)
+	}
+	return img, nil
 }
 
 // ReadFiles reads what the stack needs from the repository at root.
 func ReadFiles(root string) (Files, error) {
 	f := Files{Root: root}
+	var compose string
 	for path, dst := range map[string]*string{
 		"nginx/nginx.conf":    &f.NginxConf,
 		"nginx/upstream.conf": &f.UpstreamConf,
 		"redis/start.sh":      &f.RedisStart,
+		"docker-compose.yml":  &compose,
 	} {
 		b, err := os.ReadFile(filepath.Join(root, path))
 		if err != nil {
@@ -68,7 +91,8 @@ func ReadFiles(root string) (Files, error) {
 		return f, err
 	}
 	f.AppHash = h
-	return f, nil
+	f.Images, err = composeImages(compose)
+	return f, err
 }
 
 // hashBuildInputs hashes what the Dockerfile copies (see .dockerignore), so
@@ -122,10 +146,18 @@ func (n names) labels(role string) map[string]string {
 	return map[string]string{"tally.project": n.project, "tally.stack": n.stack, "tally.role": role}
 }
 
+// The Redis password reaches Redis and the app as a file, at the path where
+// Compose mounts its secret, never as an environment value: `docker
+// inspect` shows a container's environment to anyone who may run it.
+const (
+	secretsDir   = "/run/secrets"
+	passwordPath = secretsDir + "/redis_password"
+)
+
 // Health checks, the same as docker-compose.yml's.
 var (
 	webHealthcheck   = []string{"CMD", "/tally", "healthcheck"}
-	redisHealthcheck = []string{"CMD-SHELL", `REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping | grep -q PONG`}
+	redisHealthcheck = []string{"CMD-SHELL", `REDISCLI_AUTH="$(cat "$REDIS_PASSWORD_FILE")" redis-cli ping | grep -q PONG`}
 	// bash's /dev/tcp: the official nginx image and the offline one both
 	// have bash, neither is sure to have curl.
 	nginxHealthcheck = []string{"CMD", "bash", "-c",
@@ -141,11 +173,12 @@ printf '%s' "$TALLY_NGINX_CONF" > /tmp/nginx/nginx.conf
 printf '%s' "$TALLY_UPSTREAM_CONF" > /tmp/nginx/upstream.conf
 exec nginx -p /tmp/nginx/ -c nginx.conf -g 'daemon off;'`
 
-// webEnv is the app's configuration: where Redis is, and its password.
-func webEnv(password Secret) pulumi.StringArray {
+// webEnv is the app's configuration: where Redis is, and where its
+// password is.
+func webEnv() pulumi.StringArray {
 	return pulumi.StringArray{
 		pulumi.Sprintf("REDIS_ADDR=%s:%d", redisAlias, redisPort),
-		pulumi.Sprintf("REDIS_PASSWORD=%s", password.Output()),
+		pulumi.String("REDIS_PASSWORD_FILE=" + passwordPath),
 		pulumi.Sprintf("PORT=%d", appPort),
 	}
 }

@@ -1,0 +1,75 @@
+package tally
+
+import (
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// passwordFile puts the Redis password in a file on a volume of its own,
+// which Redis and the app mount read-only at secretsDir: unlike an
+// environment value, a file is not shown by `docker inspect`.
+//
+// The file gets there as an upload into a container that is created and
+// never started, the holder: the provider uploads through a container's
+// root filesystem, which the running containers have read-only.
+type passwordFile struct {
+	volume   *docker.Volume
+	holder   *docker.Container
+	password Secret
+}
+
+func newPasswordFile(ctx *pulumi.Context, n names, password Secret, image pulumi.StringInput, on []pulumi.ResourceOption) (*passwordFile, error) {
+	volume, err := docker.NewVolume(ctx, n.of("secrets"), &docker.VolumeArgs{
+		Name:   pulumi.String(n.of("secrets")),
+		Labels: volumeLabels(n.labels("secrets")),
+	}, on...)
+	if err != nil {
+		return nil, err
+	}
+	args := hardened(&docker.ContainerArgs{
+		Image:       image,
+		Command:     pulumi.StringArray{pulumi.String("true")},
+		User:        pulumi.String(redisUser),
+		NetworkMode: pulumi.String("none"),
+		Volumes: docker.ContainerVolumeArray{docker.ContainerVolumeArgs{
+			VolumeName: volume.Name, ContainerPath: pulumi.String(secretsDir),
+		}},
+		Uploads: docker.ContainerUploadArray{docker.ContainerUploadArgs{
+			File: pulumi.String(passwordPath), Content: password.Output(), Permissions: pulumi.String("0444"),
+		}},
+		Labels: containerLabels(n.labels("secrets")),
+	}, 16, nil)
+	// Never started, so nothing runs with a writable root; the provider
+	// must not wait for it, restart it, or forget it for not running.
+	args.ReadOnly = pulumi.Bool(false)
+	args.Start = pulumi.Bool(false)
+	args.MustRun = pulumi.Bool(false)
+	args.Wait = pulumi.Bool(false)
+	args.Restart = pulumi.String("no")
+	holder, err := docker.NewContainer(ctx, n.of("secrets", "holder"), args, append(on,
+		pulumi.DeleteBeforeReplace(false),
+		// Any image will do; a new one need not make a new holder.
+		pulumi.IgnoreChanges([]string{"image"}))...)
+	if err != nil {
+		return nil, err
+	}
+	return &passwordFile{volume: volume, holder: holder, password: password}, nil
+}
+
+// mount adds the volume to a container, read-only.
+func (p *passwordFile) mount(args *docker.ContainerArgs) {
+	volumes, _ := args.Volumes.(docker.ContainerVolumeArray) // nil for none
+	args.Volumes = append(volumes, docker.ContainerVolumeArgs{
+		VolumeName: p.volume.Name, ContainerPath: pulumi.String(secretsDir), ReadOnly: pulumi.Bool(true),
+	})
+}
+
+// readers are the options of a container that reads the file: it starts
+// once the file is there, and is replaced when the password changes, since
+// it reads the file only as it starts.
+func (p *passwordFile) readers() []pulumi.ResourceOption {
+	return []pulumi.ResourceOption{
+		pulumi.DependsOn([]pulumi.Resource{p.holder}),
+		pulumi.ReplacementTrigger(p.password.Output()),
+	}
+}
