@@ -520,7 +520,7 @@ func (d *deployment) logFailures() {
 			lines = append(lines, l)
 		}
 	}
-	d.t.Logf("nginx's log, but for the 200s (last 40 lines):\n%s", strings.Join(lines[max(0, len(lines)-40):], "\n"))
+	d.top.Logf("nginx's log, but for the 200s (last 40 lines):\n%s", strings.Join(lines[max(0, len(lines)-40):], "\n"))
 }
 
 func (d *deployment) volume() string { return "tally-" + d.name + "-redis-data" }
