@@ -10,7 +10,7 @@ export GOTOOLCHAIN ?= auto
 # Every module in go.work, as package patterns (./app/... ./infra/...).
 PKGS := $(shell go list -m -f '{{.Dir}}/...' 2>/dev/null)
 BIN := $(CURDIR)/bin
-SCRIPTS := .ci/run scripts/rollout.sh offline/build.sh redis/start.sh infra/pulumi.sh $(wildcard .github/scripts/*.sh)
+SCRIPTS := .ci/run scripts/rollout.sh offline/build.sh redis/start.sh infra/pulumi.sh lab/lab.sh $(wildcard .github/scripts/*.sh)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: help
@@ -124,6 +124,15 @@ destroy: ## pulumi destroy: remove the stack (the Redis volume stays unless tall
 .PHONY: outputs
 outputs: ## the stack's outputs: url, webContainers, redisVolume, networks
 	bash infra/pulumi.sh stack output
+
+# --- The lab: extra Docker engines on this machine, as remote hosts --------
+.PHONY: lab-up
+lab-up: ## start the lab's engines (LAB_NODES, default 2; root); prints how to reach them as KEY=value
+	@bash lab/lab.sh up
+
+.PHONY: lab-down
+lab-down: ## stop the lab and remove everything lab-up created
+	@bash lab/lab.sh down
 
 # --- Evidence: benchmarks and fault drills ---------------------------------
 .PHONY: bench

@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# The lab: extra Docker engines on this machine, the project's own test
+# hosts for deploying to engines other than the local one.
+#
+#   lab/lab.sh up      start LAB_NODES engines (default 2); print KEY=value lines
+#   lab/lab.sh down    stop them and remove everything up created
+#
+# Each engine is a dockerd in network, mount and UTS namespaces of its own
+# (unshare), with its own data root, exec root, socket, containerd namespace
+# and cgroup parent, on the bridge tallylab0 at 10.87.0.(10+N); the host is
+# 10.87.0.1. Node 1 serves its Docker API over SSH (key only, a generated
+# key and known_hosts), node 2 over TCP with TLS (a generated CA; clients
+# without its certificate are refused); every node also has a Unix socket
+# for this machine's root. Images named in LAB_IMAGES (default: the images
+# the local engine has from make offline-images) are copied in with
+# `docker save | docker load`, since no node can pull.
+#
+# Tests send traffic only to 127.0.0.1 and the lab's own addresses. The
+# nodes reach out through this machine (NAT) only as it does itself: the
+# Go module proxy and Debian's mirror, for image builds. `up` runs `down`
+# first, so it also recovers from a crashed earlier run.
+set -euo pipefail
+
+DIR=${LAB_DIR:-/var/lib/tally-lab} # data roots, keys, certificates
+RUN=/run/tally-lab                 # sockets, pid files, logs
+BRIDGE=tallylab0
+NET=10.87.0
+NODES=${LAB_NODES:-2}
+USER_NAME=tally-lab # the SSH user, allowed the Docker socket of node 1
+
+addr() { echo "$NET.$((10 + $1))"; }
+sock() { echo "$RUN/node$1/docker.sock"; }
+
+down() {
+	local pidfile
+	for pidfile in "$RUN"/node*/sshd.pid "$RUN"/node*/docker.pid; do
+		if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
+	done
+	# dockerd stops its containers and containerd; its namespaces go with it.
+	for _ in $(seq 30); do
+		pgrep -f "dockerd --data-root $DIR/" >/dev/null || break
+		sleep 1
+	done
+	pkill -9 -f "dockerd --data-root $DIR/" 2>/dev/null || true
+	pkill -9 -f "containerd.*$RUN/" 2>/dev/null || true
+	for _ in 1 2 3; do nat -D 2>/dev/null || true; done
+	ip link del "$BRIDGE" 2>/dev/null || true
+	local i
+	for i in $(seq 1 9); do ip link del "tl$i-h" 2>/dev/null || true; done
+	userdel "$USER_NAME" 2>/dev/null || true
+	groupdel "$USER_NAME" 2>/dev/null || true
+	grep -E " ($DIR|$RUN)/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+	rm -rf "$DIR" "$RUN"
+}
+
+# nat -I adds, nat -D removes the rules that let the nodes out through this
+# machine (Docker sets the FORWARD chain to drop what no rule accepts).
+nat() {
+	local op=$1
+	iptables "$op" FORWARD -i "$BRIDGE" ! -o "$BRIDGE" -j ACCEPT -m comment --comment tally-lab
+	iptables "$op" FORWARD -o "$BRIDGE" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT -m comment --comment tally-lab
+	iptables -t nat "$op" POSTROUTING -s "$NET.0/24" ! -o "$BRIDGE" -j MASQUERADE -m comment --comment tally-lab
+}
+
+need() {
+	local missing=()
+	for cmd in dockerd docker ip iptables unshare nsenter openssl ssh-keygen; do
+		command -v "$cmd" >/dev/null || missing+=("$cmd")
+	done
+	[ -x /usr/sbin/sshd ] || missing+=("sshd (apt-get install openssh-server)")
+	if ((${#missing[@]})); then
+		echo "lab: missing ${missing[*]}" >&2
+		exit 1
+	fi
+}
+
+tls_material() {
+	local d=$DIR/tls
+	mkdir -p "$d/client"
+	(
+		cd "$d"
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+			-subj "/CN=tally lab CA" -keyout ca-key.pem -out ca.pem 2>/dev/null
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+			-subj "/CN=$(addr 2)" -keyout server-key.pem -out server.csr 2>/dev/null
+		openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
+			-extfile <(printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n' "$(addr 2)") \
+			-out server-cert.pem 2>/dev/null
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+			-subj "/CN=tally lab client" -keyout client/key.pem -out client.csr 2>/dev/null
+		openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
+			-extfile <(printf 'extendedKeyUsage=clientAuth\n') -out client/cert.pem 2>/dev/null
+		cp ca.pem client/ca.pem
+		chmod 600 ./*-key.pem client/key.pem
+	)
+}
+
+ssh_material() {
+	local d=$DIR/ssh
+	mkdir -p "$d"
+	ssh-keygen -q -t ed25519 -N '' -C "tally lab client" -f "$d/id_ed25519"
+	ssh-keygen -q -t ed25519 -N '' -C "tally lab node 1" -f "$d/host_ed25519"
+	cp "$d/id_ed25519.pub" "$d/authorized_keys"
+	printf '%s %s\n' "$(addr 1)" "$(cut -d' ' -f1,2 "$d/host_ed25519.pub")" >"$d/known_hosts"
+	# '*': no password, yet not locked (sshd without PAM refuses locked
+	# accounts even with a key).
+	groupadd --system "$USER_NAME"
+	useradd --system --gid "$USER_NAME" --shell /bin/sh --create-home --home-dir "$DIR/home" \
+		--password '*' "$USER_NAME"
+	cat >"$d/sshd_config" <<EOF
+ListenAddress $(addr 1)
+HostKey $d/host_ed25519
+AuthorizedKeysFile $d/authorized_keys
+AllowUsers $USER_NAME
+PermitRootLogin no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PidFile $RUN/node1/sshd.pid
+SetEnv DOCKER_HOST=unix://$(sock 1)
+EOF
+}
+
+start_node() { # N [extra dockerd flags...]
+	local n=$1 pid
+	shift
+	mkdir -p "$DIR/node$n" "$RUN/node$n"
+	# shellcheck disable=SC2016 # the inner shell expands them
+	unshare --net --mount --uts --propagation private --fork \
+		bash -c 'hostname "$0"; exec "$@"' "lab$n" \
+		dockerd --data-root "$DIR/node$n/docker" --exec-root "$RUN/node$n/exec" \
+		--pidfile "$RUN/node$n/docker.pid" -H "unix://$(sock "$n")" \
+		--config-file "$DIR/daemon.json" --containerd-namespace "lab$n" \
+		--containerd-plugins-namespace "lab$n-plugins" --cgroup-parent "tallylab$n" "$@" \
+		>"$RUN/node$n/dockerd.log" 2>&1 &
+	for _ in $(seq 50); do
+		pid=$(pgrep -f "dockerd --data-root $DIR/node$n/" | head -1) && break
+		sleep 0.1
+	done
+	[ -n "${pid:-}" ] || { echo "lab: dockerd of node $n did not start" >&2; cat "$RUN/node$n/dockerd.log" >&2; exit 1; }
+	echo "$pid" >"$RUN/node$n/ns.pid"
+	ip link add "tl$n-h" type veth peer name "tl$n-n"
+	ip link set "tl$n-h" master "$BRIDGE" up
+	ip link set "tl$n-n" netns "$pid"
+	nsenter -t "$pid" -n ip addr add "$(addr "$n")/24" dev "tl$n-n"
+	nsenter -t "$pid" -n ip link set "tl$n-n" up
+	nsenter -t "$pid" -n ip link set lo up
+	nsenter -t "$pid" -n ip route add default via "$NET.1"
+	for _ in $(seq 60); do
+		docker -H "unix://$(sock "$n")" info >/dev/null 2>&1 && return
+		sleep 0.5
+	done
+	echo "lab: node $n's engine does not answer" >&2
+	tail -20 "$RUN/node$n/dockerd.log" >&2
+	exit 1
+}
+
+up() {
+	need
+	down
+	mkdir -p "$DIR" "$RUN"
+	echo '{}' >"$DIR/daemon.json" # nothing from /etc/docker/daemon.json
+	ip link add "$BRIDGE" type bridge
+	ip addr add "$NET.1/24" dev "$BRIDGE"
+	ip link set "$BRIDGE" up
+	sysctl -qw net.ipv4.ip_forward=1
+	nat -I
+	tls_material
+	ssh_material
+
+	local n
+	for n in $(seq 1 "$NODES"); do
+		case $n in
+		1) start_node 1 --group "$USER_NAME" ;;
+		2) start_node 2 --tlsverify --tlscacert "$DIR/tls/ca.pem" --tlscert "$DIR/tls/server-cert.pem" \
+			--tlskey "$DIR/tls/server-key.pem" -H "tcp://$(addr 2):2376" ;;
+		*) start_node "$n" ;;
+		esac
+	done
+	mkdir -p /run/sshd
+	nsenter -t "$(cat "$RUN/node1/ns.pid")" -n /usr/sbin/sshd -f "$DIR/ssh/sshd_config"
+
+	local images=${LAB_IMAGES:-$(docker image ls --format '{{.Repository}}:{{.Tag}}' 'tally-offline/*' | grep -v debian || true)}
+	local image
+	for image in $images; do
+		for n in $(seq 1 "$NODES"); do
+			docker save "$image" | docker -H "unix://$(sock "$n")" load -q >/dev/null
+		done
+	done
+
+	local addrs=()
+	for n in $(seq 1 "$NODES"); do addrs+=("$(addr "$n")"); done
+	cat <<EOF
+LAB_ADDRS=${addrs[*]}
+LAB_SOCKETS=$(for n in $(seq 1 "$NODES"); do printf 'unix://%s ' "$(sock "$n")"; done | sed 's/ $//')
+LAB_SSH_HOST=ssh://$USER_NAME@$(addr 1)
+LAB_SSH_OPTS=-i $DIR/ssh/id_ed25519 -o UserKnownHostsFile=$DIR/ssh/known_hosts -o StrictHostKeyChecking=yes
+LAB_TLS_HOST=tcp://$(addr 2):2376
+LAB_TLS_CERTS=$DIR/tls/client
+EOF
+}
+
+case ${1:-} in
+up) up ;;
+down) down ;;
+*)
+	echo "usage: lab/lab.sh up|down" >&2
+	exit 2
+	;;
+esac
