@@ -105,7 +105,7 @@ func stepScale(to int) func(t *testing.T, d *deployment) {
 		d.expectNoFailures(load)
 		after := d.ids()
 		kept := len(intersect(before.web, after.web)) == min(len(before.web), to)
-		if !sameIDs(before.redis, after.redis) || !sameIDs(before.nginx, after.nginx) || len(after.web) != to || !kept {
+		if !slices.Equal(before.redis, after.redis) || !slices.Equal(before.nginx, after.nginx) || len(after.web) != to || !kept {
 			t.Errorf("scaling to %d touched more than the replicas added or removed: before %+v, after %+v", to, before, after)
 		}
 		d.expectInstances(to)
@@ -122,7 +122,7 @@ func stepAppRollout(t *testing.T, d *deployment) {
 	d.expectChanges(res, map[string]int{"update": 1, "replace": 2})
 	d.expectNoFailures(load)
 	after := d.ids()
-	if !sameIDs(before.redis, after.redis) || !sameIDs(before.nginx, after.nginx) {
+	if !slices.Equal(before.redis, after.redis) || !slices.Equal(before.nginx, after.nginx) {
 		t.Errorf("an app rollout touched Redis or nginx: before %+v, after %+v", before, after)
 	}
 	if len(after.web) != 2 || len(intersect(before.web, after.web)) != 0 {
@@ -144,7 +144,7 @@ func stepNginxChange(t *testing.T, d *deployment) {
 	res, load := d.upUnderLoad()
 	d.expectChanges(res, map[string]int{"replace": 1})
 	after := d.ids()
-	if !sameIDs(before.redis, after.redis) || !sameIDs(before.web, after.web) || sameIDs(before.nginx, after.nginx) {
+	if !slices.Equal(before.redis, after.redis) || !slices.Equal(before.web, after.web) || slices.Equal(before.nginx, after.nginx) {
 		t.Errorf("an nginx change: before %+v, after %+v; want only nginx replaced", before, after)
 	}
 	t.Logf("nginx replaced under load: clients saw no answer for %v; %d of %d requests failed (%v)",
@@ -176,7 +176,7 @@ func stepRedisImage(t *testing.T, d *deployment) {
 	res, load := d.upUnderLoad()
 	d.expectChanges(res, map[string]int{"replace": 2}) // the image resource and the container
 	after := d.ids()
-	if sameIDs(before.redis, after.redis) || !sameIDs(before.web, after.web) || !sameIDs(before.nginx, after.nginx) {
+	if slices.Equal(before.redis, after.redis) || !slices.Equal(before.web, after.web) || !slices.Equal(before.nginx, after.nginx) {
 		t.Errorf("a Redis image change: before %+v, after %+v; want only Redis replaced", before, after)
 	}
 	t.Logf("Redis replaced under load: %v; slowest 503 %v", load, load.Slowest[503].Round(time.Millisecond))
@@ -201,7 +201,7 @@ func stepNewPassword(t *testing.T, d *deployment) {
 	}
 	d.up()
 	after := d.ids()
-	if !sameIDs(before.nginx, after.nginx) || len(intersect(before.web, after.web))+len(intersect(before.redis, after.redis)) > 0 {
+	if !slices.Equal(before.nginx, after.nginx) || len(intersect(before.web, after.web))+len(intersect(before.redis, after.redis)) > 0 {
 		t.Errorf("a new password: before %+v, after %+v; want Redis and web replaced, nginx kept", before, after)
 	}
 	if n := d.counter(); n != last+1 {
@@ -219,7 +219,7 @@ func stepDrift(t *testing.T, d *deployment) {
 	res := d.up(optup.Refresh())
 	d.expectChanges(res, map[string]int{"create": 1})
 	after := d.ids()
-	if !sameIDs(before.redis, after.redis) || !sameIDs(before.nginx, after.nginx) || len(after.web) != 2 || !slices.Contains(after.web, before.web[1]) {
+	if !slices.Equal(before.redis, after.redis) || !slices.Equal(before.nginx, after.nginx) || len(after.web) != 2 || !slices.Contains(after.web, before.web[1]) {
 		t.Errorf("after drift: before %+v, after %+v; want one web container recreated, the rest untouched", before, after)
 	}
 	d.expectInstances(2)
@@ -542,8 +542,6 @@ func (d *deployment) ids() containers {
 	}
 	return containers{web: list("web"), redis: list("redis"), nginx: list("nginx")}
 }
-
-func sameIDs(a, b []string) bool { return slices.Equal(a, b) }
 
 func intersect(a, b []string) []string {
 	var out []string

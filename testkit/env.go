@@ -9,15 +9,11 @@ import (
 	"time"
 )
 
-// CI reports whether the tests run under CI=true, where nothing may skip
-// for want of a tool.
-func CI() bool { return os.Getenv("CI") == "true" }
-
 // Missing skips t, saying what is missing and where to get it; under
 // CI=true it fails instead, so CI cannot go green by skipping.
 func Missing(t testing.TB, what string) {
 	t.Helper()
-	if CI() {
+	if os.Getenv("CI") == "true" {
 		t.Fatalf("%s (CI=true, so this fails instead of skipping)", what)
 	}
 	t.Skipf("skipping: %s", what)
