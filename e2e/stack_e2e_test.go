@@ -166,7 +166,7 @@ func TestStack(t *testing.T) {
 		if len(all) < 3 {
 			t.Fatalf("the stack has %d containers, want nginx, Redis and web", len(all))
 		}
-		if shown := testkit.ShownByInspect(t, s.password, all...); len(shown) > 0 {
+		if shown := testkit.ShownByInspect(t, s.password, nil, all...); len(shown) > 0 {
 			t.Errorf("docker inspect shows the Redis password for %v", shown)
 		}
 		for _, service := range []string{"nginx", "web", "redis"} {

@@ -19,6 +19,9 @@ func main() {
 		if err != nil {
 			return err
 		}
+		if err := tally.CheckEngine(ctx.Context(), cfg); err != nil {
+			return err
+		}
 		stack, err := tally.NewDockerStack(ctx, "tally", cfg, files)
 		if err != nil {
 			return err

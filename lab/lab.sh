@@ -4,6 +4,7 @@
 #
 #   lab/lab.sh up      start LAB_NODES engines (default 2); print KEY=value lines
 #   lab/lab.sh down    stop them and remove everything up created
+#   lab/lab.sh check   say what this machine lacks to run the lab, if anything
 #
 # Each engine is a dockerd in network, mount and UTS namespaces of its own
 # (unshare), with its own data root, exec root, socket, containerd namespace
@@ -64,6 +65,7 @@ nat() {
 
 need() {
 	local missing=()
+	[ "$(id -u)" = 0 ] || missing+=("root (it makes namespaces, a bridge, iptables rules)")
 	for cmd in dockerd docker ip iptables unshare nsenter openssl ssh-keygen; do
 		command -v "$cmd" >/dev/null || missing+=("$cmd")
 	done
@@ -203,8 +205,9 @@ EOF
 case ${1:-} in
 up) up ;;
 down) down ;;
+check) need ;;
 *)
-	echo "usage: lab/lab.sh up|down" >&2
+	echo "usage: lab/lab.sh up|down|check" >&2
 	exit 2
 	;;
 esac

@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,11 +46,12 @@ func WaitUntil(limit time.Duration, cond func() bool) bool {
 // ShownByInspect returns the containers among ids whose `docker inspect`
 // contains secret: their environment, command, labels or anything else
 // Docker keeps about them, which anyone who may run docker can read.
-func ShownByInspect(t testing.TB, secret string, ids ...string) []string {
+// dockerFlags reach the engine (-H …); none for the local one.
+func ShownByInspect(t testing.TB, secret string, dockerFlags []string, ids ...string) []string {
 	t.Helper()
 	var shown []string
 	for _, id := range ids {
-		out, err := exec.Command("docker", "inspect", id).Output()
+		out, err := exec.Command("docker", slices.Concat(dockerFlags, []string{"inspect", id})...).Output()
 		if err != nil {
 			t.Fatalf("docker inspect %s: %v", id, err)
 		}

@@ -1,6 +1,8 @@
 package tally
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -128,9 +130,7 @@ func ParseConfig(get func(key string) (string, bool), isSecret func(key string) 
 	if os, arch, ok := strings.Cut(cfg.Platform, "/"); !ok || os == "" || arch == "" {
 		bad("platform", cfg.Platform, "the Docker host's os/arch, e.g. linux/amd64 or linux/arm64")
 	}
-	if (cfg.CertPem == "") != (cfg.KeyPem == "") {
-		errs = append(errs, errors.New("tally:certPem and tally:keyPem: set both (the client certificate and its key) or neither"))
-	}
+	errs = append(errs, checkTLS(cfg)...)
 	if cfg.RedisPassword == "" {
 		errs = append(errs, errors.New("tally:redisPassword is not set: pulumi config set --secret tally:redisPassword \"$(openssl rand -hex 24)\""))
 	} else if strings.ContainsAny(string(cfg.RedisPassword), "\"'\\ \t\n") {
@@ -142,4 +142,29 @@ func ParseConfig(get func(key string) (string, bool), isSecret func(key string) 
 		}
 	}
 	return cfg, errors.Join(errs...)
+}
+
+// checkTLS checks the TLS material for a tcp:// host: all three or none
+// (the provider takes no partial set), each what its key says.
+func checkTLS(cfg Config) []error {
+	set := 0
+	for _, v := range []Secret{cfg.CAPem, cfg.CertPem, cfg.KeyPem} {
+		if v != "" {
+			set++
+		}
+	}
+	switch {
+	case set == 0:
+		return nil
+	case set < 3:
+		return []error{errors.New("tally:caPem, tally:certPem and tally:keyPem: set all three (the engine's CA, the client certificate and its key) or none")}
+	}
+	var errs []error
+	if !x509.NewCertPool().AppendCertsFromPEM([]byte(cfg.CAPem)) {
+		errs = append(errs, errors.New("tally:caPem holds no PEM certificate (want the contents of ca.pem)"))
+	}
+	if _, err := tls.X509KeyPair([]byte(cfg.CertPem), []byte(cfg.KeyPem)); err != nil {
+		errs = append(errs, fmt.Errorf("tally:certPem and tally:keyPem are not a certificate and its key (cert.pem, key.pem): %w", err))
+	}
+	return errs
 }

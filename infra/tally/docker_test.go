@@ -354,7 +354,9 @@ func TestInvalidConfigFailsWithItsReason(t *testing.T) {
 		{with(testConfig(), "tally:dockerHost", "ssh://"), "a host name"},
 		{with(testConfig(), "tally:retainData", "maybe"), "true or false"},
 		{with(testConfig(), "tally:sshOpts", "-o Foo"), "tally:sshOpts"},
-		{with(testConfig(), "tally:certPem", "x"), "set both"},
+		{with(testConfig(), "tally:certPem", "x"), "set all three"},
+		{with(testConfig(), "tally:caPem", "x", "tally:certPem", "y", "tally:keyPem", "z"), "tally:caPem holds no PEM certificate"},
+		{with(testConfig(), "tally:caPem", "x", "tally:certPem", "y", "tally:keyPem", "z"), "not a certificate and its key"},
 		{with(testConfig(), "tally:platform", "amd64"), "tally:platform"},
 	} {
 		_, err := runProgram(t, "dev", tc.config, repoFiles(t))
