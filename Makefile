@@ -127,7 +127,7 @@ outputs: ## the stack's outputs: url, webContainers, redisVolume, networks
 
 # --- The lab: extra Docker engines on this machine, as remote hosts --------
 .PHONY: lab-up
-lab-up: ## start the lab's engines (LAB_NODES, default 2; root); prints how to reach them as KEY=value
+lab-up: ## start the lab's engines (LAB_NODES, default 2; SWARM=1: a swarm of 3 and a registry; root); prints how to reach them as KEY=value
 	@bash lab/lab.sh up
 
 .PHONY: lab-down
@@ -144,5 +144,6 @@ rollout: ## roll a newly built app image out over the running Compose stack, no 
 	VERSION=$(VERSION) bash scripts/rollout.sh
 
 .PHONY: drill
-drill: ## fault drills under load on the Compose stack (kills, restarts, scaling, rollout, hostile clients); writes bench/drills.md
+drill: ## fault drills under load on the Compose stack and on the lab's swarm (root); writes bench/drills.md
 	go test -tags drill -run TestDrills -count=1 -timeout 30m -v ./e2e/
+	go test -run TestDeployToSwarm -count=1 -timeout 30m -v ./infra/ -args -swarm-report=$(CURDIR)/bench/drills.md

@@ -22,14 +22,13 @@ func main() {
 		if err := tally.CheckEngine(ctx.Context(), cfg); err != nil {
 			return err
 		}
-		stack, err := tally.NewDockerStack(ctx, "tally", cfg, files)
+		outputs, err := tally.NewStack(ctx, cfg, files)
 		if err != nil {
 			return err
 		}
-		ctx.Export("url", stack.URL)
-		ctx.Export("webContainers", stack.WebContainers)
-		ctx.Export("redisVolume", stack.RedisVolume)
-		ctx.Export("networks", stack.Networks)
+		for name, value := range outputs {
+			ctx.Export(name, value)
+		}
 		return nil
 	})
 }

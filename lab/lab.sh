@@ -2,9 +2,13 @@
 # The lab: extra Docker engines on this machine, the project's own test
 # hosts for deploying to engines other than the local one.
 #
-#   lab/lab.sh up      start LAB_NODES engines (default 2); print KEY=value lines
+#   lab/lab.sh up      start LAB_NODES engines (default 2, 3 with SWARM=1);
+#                      print KEY=value lines
 #   lab/lab.sh down    stop them and remove everything up created
 #   lab/lab.sh check   say what this machine lacks to run the lab, if anything
+#   lab/lab.sh kill N  kill node N's engine and everything it runs, at once,
+#                      as a machine that loses power (its namespaces go too)
+#   lab/lab.sh start N start node N again on its data root (after kill)
 #
 # Each engine is a dockerd in network, mount and UTS namespaces of its own
 # (unshare), with its own data root, exec root, socket, containerd namespace
@@ -16,6 +20,11 @@
 # the local engine has from make offline-images) are copied in with
 # `docker save | docker load`, since no node can pull.
 #
+# SWARM=1 joins the nodes into a Docker Swarm: node 1 (the SSH one) its
+# manager, labelled tally.redis=true for Redis' volume, the others workers;
+# and runs a registry for the images the nodes build and pull (Debian's
+# docker-registry, plain HTTP on the bridge, which every node trusts).
+#
 # Tests send traffic only to 127.0.0.1 and the lab's own addresses. The
 # nodes reach out through this machine (NAT) only as it does itself: the
 # Go module proxy and Debian's mirror, for image builds. `up` runs `down`
@@ -26,7 +35,9 @@ DIR=${LAB_DIR:-/var/lib/tally-lab} # data roots, keys, certificates
 RUN=/run/tally-lab                 # sockets, pid files, logs
 BRIDGE=tallylab0
 NET=10.87.0
-NODES=${LAB_NODES:-2}
+SWARM=${SWARM:-}
+NODES=${LAB_NODES:-$([ "$SWARM" = 1 ] && echo 3 || echo 2)}
+REGISTRY=$NET.1:5000
 USER_NAME=tally-lab # the SSH user, allowed the Docker socket of node 1
 
 addr() { echo "$NET.$((10 + $1))"; }
@@ -34,7 +45,7 @@ sock() { echo "$RUN/node$1/docker.sock"; }
 
 down() {
 	local pidfile
-	for pidfile in "$RUN"/node*/sshd.pid "$RUN"/node*/docker.pid; do
+	for pidfile in "$RUN"/node*/sshd.pid "$RUN"/node*/docker.pid "$RUN"/registry.pid; do
 		if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
 	done
 	# dockerd stops its containers and containerd; its namespaces go with it.
@@ -58,7 +69,7 @@ down() {
 # machine (Docker sets the FORWARD chain to drop what no rule accepts).
 nat() {
 	local op=$1
-	iptables "$op" FORWARD -i "$BRIDGE" ! -o "$BRIDGE" -j ACCEPT -m comment --comment tally-lab
+	iptables "$op" FORWARD -i "$BRIDGE" -j ACCEPT -m comment --comment tally-lab
 	iptables "$op" FORWARD -o "$BRIDGE" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT -m comment --comment tally-lab
 	iptables -t nat "$op" POSTROUTING -s "$NET.0/24" ! -o "$BRIDGE" -j MASQUERADE -m comment --comment tally-lab
 }
@@ -66,10 +77,14 @@ nat() {
 need() {
 	local missing=()
 	[ "$(id -u)" = 0 ] || missing+=("root (it makes namespaces, a bridge, iptables rules)")
-	for cmd in dockerd docker ip iptables unshare nsenter openssl ssh-keygen; do
+	for cmd in dockerd docker ip iptables unshare nsenter openssl ssh-keygen curl; do
 		command -v "$cmd" >/dev/null || missing+=("$cmd")
 	done
 	[ -x /usr/sbin/sshd ] || missing+=("sshd (apt-get install openssh-server)")
+	if [ "$SWARM" = 1 ]; then
+		command -v docker-registry >/dev/null || missing+=("docker-registry (apt-get install docker-registry)")
+		((NODES >= 2)) || missing+=("LAB_NODES >= 2 for a swarm")
+	fi
 	if ((${#missing[@]})); then
 		echo "lab: missing ${missing[*]}" >&2
 		exit 1
@@ -157,11 +172,46 @@ start_node() { # N [extra dockerd flags...]
 	exit 1
 }
 
+# start starts node N with what it serves: node 1 SSH, node 2 TLS.
+start() {
+	local n=$1
+	case $n in
+	1) start_node 1 --group "$USER_NAME" ;;
+	2) start_node 2 --tlsverify --tlscacert "$DIR/tls/ca.pem" --tlscert "$DIR/tls/server-cert.pem" \
+		--tlskey "$DIR/tls/server-key.pem" -H "tcp://$(addr 2):2376" ;;
+	*) start_node "$n" ;;
+	esac
+	if [ "$n" = 1 ]; then
+		mkdir -p /run/sshd
+		nsenter -t "$(cat "$RUN/node1/ns.pid")" -n /usr/sbin/sshd -f "$DIR/ssh/sshd_config"
+	fi
+}
+
+# kill_node kills every process in node N's network namespace with SIGKILL:
+# its dockerd, containerd, the containers, sshd. The namespace goes with
+# the last of them, and the node's end of the bridge with it.
+kill_node() {
+	local n=$1 ns pid
+	[ -f "$RUN/node$n/ns.pid" ] || { echo "lab: node $n is not running" >&2; exit 1; }
+	ns=$(readlink "/proc/$(cat "$RUN/node$n/ns.pid")/ns/net") || { echo "lab: node $n is not running" >&2; exit 1; }
+	for pid in /proc/[0-9]*; do
+		if [ "$(readlink "$pid/ns/net" 2>/dev/null)" = "$ns" ]; then kill -9 "${pid#/proc/}" 2>/dev/null || true; fi
+	done
+	for _ in $(seq 50); do
+		pgrep -f "dockerd --data-root $DIR/node$n/" >/dev/null || break
+		sleep 0.1
+	done
+	rm -f "$RUN/node$n/ns.pid" "$RUN/node$n/docker.pid" "$RUN/node$n/sshd.pid"
+	ip link del "tl$n-h" 2>/dev/null || true
+}
+
 up() {
 	need
 	down
 	mkdir -p "$DIR" "$RUN"
-	echo '{}' >"$DIR/daemon.json" # nothing from /etc/docker/daemon.json
+	# Nothing from /etc/docker/daemon.json; the lab's registry is trusted
+	# over plain HTTP.
+	printf '{"insecure-registries": ["%s"]}\n' "$REGISTRY" >"$DIR/daemon.json"
 	ip link add "$BRIDGE" type bridge
 	ip addr add "$NET.1/24" dev "$BRIDGE"
 	ip link set "$BRIDGE" up
@@ -171,16 +221,7 @@ up() {
 	ssh_material
 
 	local n
-	for n in $(seq 1 "$NODES"); do
-		case $n in
-		1) start_node 1 --group "$USER_NAME" ;;
-		2) start_node 2 --tlsverify --tlscacert "$DIR/tls/ca.pem" --tlscert "$DIR/tls/server-cert.pem" \
-			--tlskey "$DIR/tls/server-key.pem" -H "tcp://$(addr 2):2376" ;;
-		*) start_node "$n" ;;
-		esac
-	done
-	mkdir -p /run/sshd
-	nsenter -t "$(cat "$RUN/node1/ns.pid")" -n /usr/sbin/sshd -f "$DIR/ssh/sshd_config"
+	for n in $(seq 1 "$NODES"); do start "$n"; done
 
 	local images=${LAB_IMAGES:-$(docker image ls --format '{{.Repository}}:{{.Tag}}' 'tally-offline/*' | grep -v debian || true)}
 	local image
@@ -189,6 +230,8 @@ up() {
 			docker save "$image" | docker -H "unix://$(sock "$n")" load -q >/dev/null
 		done
 	done
+
+	if [ "$SWARM" = 1 ]; then swarm; fi
 
 	local addrs=()
 	for n in $(seq 1 "$NODES"); do addrs+=("$(addr "$n")"); done
@@ -200,14 +243,51 @@ LAB_SSH_OPTS=-i $DIR/ssh/id_ed25519 -o UserKnownHostsFile=$DIR/ssh/known_hosts -
 LAB_TLS_HOST=tcp://$(addr 2):2376
 LAB_TLS_CERTS=$DIR/tls/client
 EOF
+	if [ "$SWARM" = 1 ]; then
+		cat <<EOF
+LAB_SWARM_MANAGER=ssh://$USER_NAME@$(addr 1)
+LAB_SWARM_NODES=$(for n in $(seq 1 "$NODES"); do printf 'lab%s ' "$n"; done | sed 's/ $//')
+LAB_REGISTRY=$REGISTRY
+EOF
+	fi
+}
+
+# swarm makes node 1 a manager and the others workers, and starts the
+# registry on this machine's end of the bridge.
+swarm() {
+	cat >"$DIR/registry.yml" <<EOF
+version: 0.1
+log: {level: warn}
+storage: {filesystem: {rootdirectory: $DIR/registry}, delete: {enabled: true}}
+http: {addr: "$REGISTRY"}
+EOF
+	docker-registry serve "$DIR/registry.yml" >"$RUN/registry.log" 2>&1 &
+	echo $! >"$RUN/registry.pid"
+	local manager n
+	manager="docker -H unix://$(sock 1)"
+	$manager swarm init --advertise-addr "$(addr 1)" --listen-addr "$(addr 1):2377" >/dev/null
+	for n in $(seq 2 "$NODES"); do
+		docker -H "unix://$(sock "$n")" swarm join --advertise-addr "$(addr "$n")" \
+			--token "$($manager swarm join-token -q worker)" "$(addr 1):2377" >/dev/null
+	done
+	$manager node update --label-add tally.redis=true lab1 >/dev/null
+	for _ in $(seq 60); do
+		curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1 && return
+		sleep 0.5
+	done
+	echo "lab: the registry does not answer at $REGISTRY" >&2
+	cat "$RUN/registry.log" >&2
+	exit 1
 }
 
 case ${1:-} in
 up) up ;;
 down) down ;;
 check) need ;;
+kill) kill_node "${2:?node number}" ;;
+start) start "${2:?node number}" ;;
 *)
-	echo "usage: lab/lab.sh up|down|check" >&2
+	echo "usage: lab/lab.sh up|down|check|kill N|start N" >&2
 	exit 2
 	;;
 esac

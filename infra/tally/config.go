@@ -16,6 +16,7 @@ import (
 // Config is everything the stack needs, read and checked once. Every key is
 // in the `tally` namespace (`pulumi config set tally:replicas 5`).
 type Config struct {
+	Target     string   // docker (one engine) or swarm (services on the swarm whose manager DockerHost is)
 	DockerHost string   // unix://, ssh://user@host, tcp://host:2376; "" is DOCKER_HOST or the local engine
 	SSHOpts    []string // extra ssh flags for ssh:// hosts
 	CAPem      Secret   // TLS material for tcp:// hosts
@@ -28,6 +29,7 @@ type Config struct {
 	RetainData    bool // keep the Redis volume when the stack is destroyed
 
 	AppImage   string // an existing app image; "" builds the repo's Dockerfile
+	Registry   string // where a swarm's nodes pull the built app image from: host[:port][/path]
 	Platform   string // what the app image is built for: the Docker host's os/arch
 	RedisImage string
 	NginxImage string
@@ -88,6 +90,7 @@ func ParseConfig(get func(key string) (string, bool), isSecret func(key string) 
 	}
 
 	cfg := Config{
+		Target:        str("target", "docker"),
 		DockerHost:    str("dockerHost", ""),
 		CAPem:         secret("caPem"),
 		CertPem:       secret("certPem"),
@@ -97,6 +100,7 @@ func ParseConfig(get func(key string) (string, bool), isSecret func(key string) 
 		RedisPassword: secret("redisPassword"),
 		RetainData:    true,
 		AppImage:      str("appImage", ""),
+		Registry:      strings.TrimSuffix(str("registry", ""), "/"),
 		Platform:      str("platform", "linux/amd64"),
 		RedisImage:    str("redisImage", defaults.Redis),
 		NginxImage:    str("nginxImage", defaults.Nginx),
@@ -126,6 +130,17 @@ func ParseConfig(get func(key string) (string, bool), isSecret func(key string) 
 		case (u.Scheme == "ssh" || u.Scheme == "tcp") && u.Hostname() == "":
 			bad("dockerHost", cfg.DockerHost, "a host name, e.g. ssh://deploy@example.com")
 		}
+	}
+	switch {
+	case cfg.Target != "docker" && cfg.Target != "swarm":
+		bad("target", cfg.Target, "docker (containers on one engine) or swarm (services on a swarm, tally:dockerHost its manager)")
+	case cfg.Target == "swarm" && !cfg.RetainData:
+		errs = append(errs, errors.New("tally:retainData = false does nothing on a swarm: Swarm creates Redis' volume on the node labelled tally.redis=true, outside the stack, and destroy leaves it; to drop the data, docker volume rm it on that node (and unset tally:retainData)"))
+	case cfg.Target == "swarm" && cfg.AppImage == "" && cfg.Registry == "":
+		errs = append(errs, errors.New("tally:target = swarm needs tally:registry, where the nodes pull the app image built here from (e.g. registry.example.com/team), or tally:appImage, an image they can pull"))
+	}
+	if strings.Contains(cfg.Registry, "://") {
+		bad("registry", cfg.Registry, "a registry host and path without a scheme, e.g. registry.example.com/team or 10.0.0.5:5000")
 	}
 	if os, arch, ok := strings.Cut(cfg.Platform, "/"); !ok || os == "" || arch == "" {
 		bad("platform", cfg.Platform, "the Docker host's os/arch, e.g. linux/amd64 or linux/arm64")

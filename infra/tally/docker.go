@@ -34,15 +34,18 @@ func NewDockerStack(ctx *pulumi.Context, name string, cfg Config, files Files, o
 	}
 	on := []pulumi.ResourceOption{pulumi.Parent(s), pulumi.Provider(provider)}
 
-	frontend, err := network(ctx, n, "frontend", false, on)
-	if err != nil {
-		return nil, err
+	nets := map[string]*docker.Network{}
+	for _, role := range []string{frontend, backend} {
+		if nets[role], err = docker.NewNetwork(ctx, n.of(role), &docker.NetworkArgs{
+			Name:     pulumi.String(n.of(role)),
+			Driver:   pulumi.String("bridge"),
+			Internal: pulumi.Bool(role == backend),
+			Labels:   networkLabels(n.labels(role)),
+		}, on...); err != nil {
+			return nil, err
+		}
 	}
-	// Internal: no route out, nothing published; only web and Redis join it.
-	backend, err := network(ctx, n, "backend", true, on)
-	if err != nil {
-		return nil, err
-	}
+	webSpec, redisSpec, nginxSpec := services(files)
 
 	volume, err := docker.NewVolume(ctx, n.of("redis-data"), &docker.VolumeArgs{
 		Name:   pulumi.String(n.of("redis-data")),
@@ -60,24 +63,12 @@ func NewDockerStack(ctx *pulumi.Context, name string, cfg Config, files Files, o
 	if err != nil {
 		return nil, err
 	}
-	redis, err := docker.NewContainer(ctx, n.of("redis"), hardened(&docker.ContainerArgs{
-		Name:  pulumi.String(n.of("redis")),
-		Image: redisImage.ImageId,
-		User:  pulumi.String(redisUser),
-		// The script's text runs as `sh -c`, so a remote host needs no copy.
-		Command: pulumi.StringArray{pulumi.String("sh"), pulumi.String("-c"), pulumi.String(files.RedisStart), pulumi.String("redis-start")},
-		Envs:    pulumi.StringArray{pulumi.String("REDIS_PASSWORD_FILE=" + passwordPath)},
-		Volumes: docker.ContainerVolumeArray{docker.ContainerVolumeArgs{
-			VolumeName: volume.Name, ContainerPath: pulumi.String("/data"),
-		}},
-		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{docker.ContainerNetworksAdvancedArgs{
-			Name: backend.Name, Aliases: pulumi.StringArray{pulumi.String(redisAlias)},
-		}},
-		Healthcheck: healthcheck(redisHealthcheck, 15),
-		// Time to write the AOF and the final snapshot on the way down.
-		DestroyGraceSeconds: pulumi.Int(30),
-		Labels:              containerLabels(n.labels("redis")),
-	}, 256, password.mount), slices.Concat(on, password.readers(),
+	redisArgs := containerArgs(n, redisSpec, redisImage.ImageId, nets, password)
+	redisArgs.Name = pulumi.String(n.of("redis"))
+	redisArgs.Volumes = append(docker.ContainerVolumeArray{docker.ContainerVolumeArgs{
+		VolumeName: volume.Name, ContainerPath: pulumi.String(redisSpec.dataDir),
+	}}, redisArgs.Volumes.(docker.ContainerVolumeArray)...)
+	redis, err := docker.NewContainer(ctx, n.of("redis"), redisArgs, slices.Concat(on, password.readers(),
 		[]pulumi.ResourceOption{pulumi.DeleteBeforeReplace(true)})...) // one Redis per stack, by name
 	if err != nil {
 		return nil, err
@@ -94,23 +85,12 @@ func NewDockerStack(ctx *pulumi.Context, name string, cfg Config, files Files, o
 		// new one. So any change to a replica starts the new container beside
 		// the old, waits until it is healthy, and only then removes the old:
 		// a rollout never leaves nginx without replicas.
-		web, err := docker.NewContainer(ctx, n.of("web", strconv.Itoa(i)), hardened(&docker.ContainerArgs{
-			Image: appImage,
-			Envs:  webEnv(),
-			NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
-				docker.ContainerNetworksAdvancedArgs{Name: frontend.Name, Aliases: pulumi.StringArray{pulumi.String(webAlias)}},
-				docker.ContainerNetworksAdvancedArgs{Name: backend.Name},
-			},
-			Healthcheck: healthcheck(webHealthcheck, 3),
-			// SIGTERM, then time to finish in-flight requests (the app's
-			// SHUTDOWN_TIMEOUT is 10s) before the container is removed.
-			DestroyGraceSeconds: pulumi.Int(15),
-			Labels:              containerLabels(n.labels("web")),
-		}, 64, password.mount), append(slices.Concat(on, password.readers()),
-			pulumi.DependsOn([]pulumi.Resource{redis}),
-			// The provider asks for delete-before-replace on every container;
-			// replicas need the opposite (see above).
-			pulumi.DeleteBeforeReplace(false))...)
+		web, err := docker.NewContainer(ctx, n.of("web", strconv.Itoa(i)), containerArgs(n, webSpec, appImage, nets, password),
+			append(slices.Concat(on, password.readers()),
+				pulumi.DependsOn([]pulumi.Resource{redis}),
+				// The provider asks for delete-before-replace on every container;
+				// replicas need the opposite (see above).
+				pulumi.DeleteBeforeReplace(false))...)
 		if err != nil {
 			return nil, err
 		}
@@ -121,27 +101,12 @@ func NewDockerStack(ctx *pulumi.Context, name string, cfg Config, files Files, o
 	if err != nil {
 		return nil, err
 	}
-	// nginx finds the replicas through Docker's DNS (nginx/upstream.conf), so
-	// nothing here depends on the number of replicas: scaling leaves it be.
-	_, err = docker.NewContainer(ctx, n.of("nginx"), hardened(&docker.ContainerArgs{
-		Name:        pulumi.String(n.of("nginx")),
-		Image:       nginxImage.ImageId,
-		User:        pulumi.String(nginxUser),
-		Entrypoints: pulumi.StringArray{pulumi.String("sh"), pulumi.String("-c"), pulumi.String(nginxStart)},
-		Envs: pulumi.StringArray{
-			pulumi.String("TALLY_NGINX_CONF=" + files.NginxConf),
-			pulumi.String("TALLY_UPSTREAM_CONF=" + files.UpstreamConf),
-		},
-		Ports: docker.ContainerPortArray{docker.ContainerPortArgs{
-			Internal: pulumi.Int(nginxPort), External: pulumi.Int(cfg.HTTPPort),
-		}},
-		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{docker.ContainerNetworksAdvancedArgs{Name: frontend.Name}},
-		Healthcheck:      healthcheck(nginxHealthcheck, 5),
-		StopSignal:       pulumi.String("SIGQUIT"), // nginx's graceful stop
-		// Without it the provider kills nginx, cutting the requests it holds.
-		DestroyGraceSeconds: pulumi.Int(10),
-		Labels:              containerLabels(n.labels("nginx")),
-	}, 64, nil), append(on, pulumi.DeleteBeforeReplace(true))...) // it owns the host port
+	nginxArgs := containerArgs(n, nginxSpec, nginxImage.ImageId, nets, nil)
+	nginxArgs.Name = pulumi.String(n.of("nginx"))
+	nginxArgs.Ports = docker.ContainerPortArray{docker.ContainerPortArgs{
+		Internal: pulumi.Int(nginxSpec.port), External: pulumi.Int(cfg.HTTPPort),
+	}}
+	_, err = docker.NewContainer(ctx, n.of("nginx"), nginxArgs, append(on, pulumi.DeleteBeforeReplace(true))...) // it owns the host port
 	if err != nil {
 		return nil, err
 	}
@@ -149,19 +114,10 @@ func NewDockerStack(ctx *pulumi.Context, name string, cfg Config, files Files, o
 	s.URL = pulumi.Sprintf("http://%s:%d/", urlHost(cfg.DockerHost), cfg.HTTPPort).ToStringOutput()
 	s.WebContainers = webNames.ToStringArrayOutput()
 	s.RedisVolume = volume.Name
-	s.Networks = pulumi.StringMap{"frontend": frontend.Name, "backend": backend.Name}.ToStringMapOutput()
+	s.Networks = pulumi.StringMap{frontend: nets[frontend].Name, backend: nets[backend].Name}.ToStringMapOutput()
 	return s, ctx.RegisterResourceOutputs(s, pulumi.Map{
 		"url": s.URL, "webContainers": s.WebContainers, "redisVolume": s.RedisVolume, "networks": s.Networks,
 	})
-}
-
-func network(ctx *pulumi.Context, n names, role string, internal bool, on []pulumi.ResourceOption) (*docker.Network, error) {
-	return docker.NewNetwork(ctx, n.of(role), &docker.NetworkArgs{
-		Name:     pulumi.String(n.of(role)),
-		Driver:   pulumi.String("bridge"),
-		Internal: pulumi.Bool(internal),
-		Labels:   networkLabels(n.labels(role)),
-	}, on...)
 }
 
 func providerArgs(cfg Config) *docker.ProviderArgs {
@@ -182,17 +138,8 @@ func providerArgs(cfg Config) *docker.ProviderArgs {
 	return args
 }
 
-// pulledImage makes sure the host has image. KeepLocally: destroying the
-// stack does not remove an image other stacks may use.
-func pulledImage(ctx *pulumi.Context, name, image string, on []pulumi.ResourceOption) (*docker.RemoteImage, error) {
-	return docker.NewRemoteImage(ctx, name, &docker.RemoteImageArgs{
-		Name: pulumi.String(image), KeepLocally: pulumi.Bool(true),
-	}, on...)
-}
-
-// appImage is the app image to run: the configured one, or one built on the
-// target host from the repository's Dockerfile, tagged with the hash of its
-// inputs so that only a change to the app rolls the replicas.
+// appImage is the app image to run: the configured one, pulled on the
+// host, or one built there (builtImage).
 func appImage(ctx *pulumi.Context, n names, cfg Config, files Files, on []pulumi.ResourceOption) (pulumi.StringInput, error) {
 	if cfg.AppImage != "" {
 		img, err := pulledImage(ctx, n.of("web-image"), cfg.AppImage, on)
@@ -201,41 +148,61 @@ func appImage(ctx *pulumi.Context, n names, cfg Config, files Files, on []pulumi
 		}
 		return img.ImageId, nil
 	}
-	img, err := docker.NewImage(ctx, n.of("web-image"), &docker.ImageArgs{
-		ImageName: pulumi.String(n.of("web") + ":" + files.AppHash),
-		SkipPush:  pulumi.Bool(true), // built on the target host itself
-		Build: &docker.DockerBuildArgs{
-			// The Dockerfile is the context's own (the default).
-			Context:  pulumi.String(files.Root),
-			Platform: pulumi.String(cfg.Platform),
-			Args:     pulumi.StringMap{"GO_IMAGE": pulumi.String(cfg.GoImage), "VERSION": pulumi.String(files.AppHash)},
-		},
-	}, on...)
-	if err != nil {
-		return nil, err
-	}
-	return img.ImageName, nil
+	return builtImage(ctx, n, cfg, files, on)
 }
 
-// hardened applies what every tally container gets: read-only root, no
-// capabilities, no privilege gain, a writable /tmp in memory, a memory
-// limit in MB with no swap beyond it, bounded logs, a restart policy, and
-// Pulumi waiting until its health check passes.
+// containerArgs is svc as a container of the stack, hardened: read-only
+// root, no capabilities, no privilege gain, a writable /tmp in memory, a
+// memory limit with no swap beyond it, bounded logs, a restart policy, and
+// Pulumi waiting until its health check passes. password, when svc reads
+// it, is where the file comes from.
 //
 // Memory swap and logging are set even where the daemon's defaults would
 // do: the provider reads back whatever the daemon chose (swap twice the
 // limit, the daemon's log options), and anything read back that the
 // program did not set is a diff that replaces the container on every up.
-//
-// mount, when not nil, adds what the container mounts besides.
-func hardened(args *docker.ContainerArgs, memoryMB int, mount func(*docker.ContainerArgs)) *docker.ContainerArgs {
-	if mount != nil {
-		mount(args)
+func containerArgs(n names, svc service, image pulumi.StringInput, nets map[string]*docker.Network, password *passwordFile) *docker.ContainerArgs {
+	args := &docker.ContainerArgs{
+		Image:               image,
+		Envs:                pulumi.ToStringArray(svc.env),
+		Healthcheck:         healthcheck(svc.health, svc.retries),
+		DestroyGraceSeconds: pulumi.Int(svc.stopGrace),
+		Labels:              containerLabels(n.labels(svc.role)),
 	}
+	if svc.user != "" {
+		args.User = pulumi.String(svc.user)
+	}
+	if svc.entrypoint != nil {
+		args.Entrypoints = pulumi.ToStringArray(svc.entrypoint)
+	}
+	if svc.command != nil {
+		args.Command = pulumi.ToStringArray(svc.command)
+	}
+	if svc.stopSignal != "" {
+		args.StopSignal = pulumi.String(svc.stopSignal)
+	}
+	var attach docker.ContainerNetworksAdvancedArray
+	for _, a := range svc.networks {
+		net := docker.ContainerNetworksAdvancedArgs{Name: nets[a.network].Name}
+		if a.alias != "" {
+			net.Aliases = pulumi.StringArray{pulumi.String(a.alias)}
+		}
+		attach = append(attach, net)
+	}
+	args.NetworksAdvanced = attach
+	if svc.password {
+		password.mount(args)
+	}
+	return hardened(args, svc.memoryMB)
+}
+
+// hardened applies to args what every container of the stack gets (see
+// containerArgs), the secrets' holder too.
+func hardened(args *docker.ContainerArgs, memoryMB int) *docker.ContainerArgs {
 	args.Memory = pulumi.Int(memoryMB)
 	args.MemorySwap = pulumi.Int(memoryMB)
 	args.LogDriver = pulumi.String("json-file")
-	args.LogOpts = pulumi.StringMap{"max-size": pulumi.String("10m"), "max-file": pulumi.String("3")}
+	args.LogOpts = pulumi.StringMap{"max-size": pulumi.String(logMaxSize), "max-file": pulumi.String(logMaxFiles)}
 	args.ReadOnly = pulumi.Bool(true)
 	args.Capabilities = docker.ContainerCapabilitiesArgs{Drops: pulumi.StringArray{pulumi.String("ALL")}}
 	args.SecurityOpts = pulumi.StringArray{pulumi.String("no-new-privileges:true")}
@@ -249,10 +216,10 @@ func hardened(args *docker.ContainerArgs, memoryMB int, mount func(*docker.Conta
 func healthcheck(test []string, retries int) docker.ContainerHealthcheckArgs {
 	return docker.ContainerHealthcheckArgs{
 		Tests:       pulumi.ToStringArray(test),
-		Interval:    pulumi.String("2s"),
-		Timeout:     pulumi.String("2s"),
+		Interval:    pulumi.String(healthInterval),
+		Timeout:     pulumi.String(healthTimeout),
 		Retries:     pulumi.Int(retries),
-		StartPeriod: pulumi.String("5s"),
+		StartPeriod: pulumi.String(healthStartPeriod),
 	}
 }
 

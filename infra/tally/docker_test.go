@@ -39,7 +39,7 @@ func TestResourcesPerReplicaCount(t *testing.T) {
 		if n, v := len(r.byType(networkType)), len(r.byType(volumeType)); n != 2 || v != 2 {
 			t.Errorf("replicas=%s: %d networks and %d volumes, want 2 and 2 (data, secrets)", replicas, n, v)
 		}
-		if got := r.outputs["webContainers"]; len(got.([]string)) != webs {
+		if got, _ := r.outputs["webContainers"].([]string); len(got) != webs {
 			t.Errorf("webContainers output = %v", got)
 		}
 	}
@@ -358,6 +358,10 @@ func TestInvalidConfigFailsWithItsReason(t *testing.T) {
 		{with(testConfig(), "tally:caPem", "x", "tally:certPem", "y", "tally:keyPem", "z"), "tally:caPem holds no PEM certificate"},
 		{with(testConfig(), "tally:caPem", "x", "tally:certPem", "y", "tally:keyPem", "z"), "not a certificate and its key"},
 		{with(testConfig(), "tally:platform", "amd64"), "tally:platform"},
+		{with(testConfig(), "tally:target", "k8s"), "docker (containers on one engine) or swarm"},
+		{with(testConfig(), "tally:target", "swarm"), "needs tally:registry"},
+		{with(testConfig(), "tally:target", "swarm", "tally:registry", "r.example.com", "tally:retainData", "false"), "does nothing on a swarm"},
+		{with(testConfig(), "tally:target", "swarm", "tally:registry", "https://r.example.com"), "without a scheme"},
 	} {
 		_, err := runProgram(t, "dev", tc.config, repoFiles(t))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -102,12 +102,12 @@ func runProgram(t *testing.T, stack string, config map[string]string, files File
 		if err != nil {
 			return err
 		}
-		s, err := NewDockerStack(ctx, "tally", cfg, files)
+		outputs, err := NewStack(ctx, cfg, files)
 		if err != nil {
 			return err
 		}
-		pulumi.All(s.URL, s.WebContainers, s.RedisVolume, s.Networks).ApplyT(func(v []any) error {
-			done <- map[string]any{"url": v[0], "webContainers": v[1], "redisVolume": v[2], "networks": v[3]}
+		outputs.ToMapOutput().ApplyT(func(v map[string]any) error {
+			done <- v
 			return nil
 		})
 		return nil

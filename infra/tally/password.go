@@ -38,7 +38,7 @@ func newPasswordFile(ctx *pulumi.Context, n names, password Secret, image pulumi
 			File: pulumi.String(passwordPath), Content: password.Output(), Permissions: pulumi.String("0444"),
 		}},
 		Labels: containerLabels(n.labels("secrets")),
-	}, 16, nil)
+	}, 16)
 	// Never started, so nothing runs with a writable root; the provider
 	// must not wait for it, restart it, or forget it for not running.
 	args.ReadOnly = pulumi.Bool(false)

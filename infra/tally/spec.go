@@ -173,14 +173,100 @@ printf '%s' "$TALLY_NGINX_CONF" > /tmp/nginx/nginx.conf
 printf '%s' "$TALLY_UPSTREAM_CONF" > /tmp/nginx/upstream.conf
 exec nginx -p /tmp/nginx/ -c nginx.conf -g 'daemon off;'`
 
-// webEnv is the app's configuration: where Redis is, and where its
-// password is.
-func webEnv() pulumi.StringArray {
-	return pulumi.StringArray{
-		pulumi.Sprintf("REDIS_ADDR=%s:%d", redisAlias, redisPort),
-		pulumi.String("REDIS_PASSWORD_FILE=" + passwordPath),
-		pulumi.Sprintf("PORT=%d", appPort),
+// service is one of the stack's three services as every target runs it:
+// what runs, as whom, with what, how it is checked, limited and stopped, and
+// where others find it. docker.go makes containers of it, swarm.go Swarm
+// services; what only one target has (a published port's mode, placement,
+// how the password file gets there) is the target's.
+type service struct {
+	role       string   // web, redis, nginx: in names and the tally.role label
+	user       string   // uid:gid; "" is the image's own
+	entrypoint []string // nil is the image's own
+	command    []string // nil is the image's own
+	env        []string // KEY=value
+	health     []string // the health check's command
+	retries    int      // failed checks in a row before it is unhealthy
+	memoryMB   int      // the memory limit, with no swap beyond it
+	stopSignal string   // "" is SIGTERM
+	stopGrace  int      // seconds from the stop signal to SIGKILL
+	password   bool     // reads the Redis password at passwordPath
+	dataDir    string   // where the Redis volume is mounted; "" for none
+	networks   []attachment
+	port       int // the port it listens on
+}
+
+// attachment is a service on one of the stack's networks.
+type attachment struct {
+	network string // frontend (nginx and web) or backend (web and Redis)
+	alias   string // the name others find it by there; "" for none
+}
+
+const (
+	frontend = "frontend"
+	backend  = "backend" // internal: no route out, nothing published
+)
+
+// How much each container logs before the oldest is dropped.
+const (
+	logMaxSize  = "10m"
+	logMaxFiles = "3"
+)
+
+// Check intervals and timeouts of every health check.
+const (
+	healthInterval    = "2s"
+	healthTimeout     = "2s"
+	healthStartPeriod = "5s"
+)
+
+func services(files Files) (web, redis, nginx service) {
+	web = service{
+		role: "web",
+		env: []string{
+			fmt.Sprintf("REDIS_ADDR=%s:%d", redisAlias, redisPort),
+			"REDIS_PASSWORD_FILE=" + passwordPath,
+			fmt.Sprintf("PORT=%d", appPort),
+		},
+		health: webHealthcheck, retries: 3,
+		memoryMB: 64,
+		// SIGTERM, then time to finish in-flight requests (the app's
+		// SHUTDOWN_TIMEOUT is 10s) before it is killed.
+		stopGrace: 15,
+		password:  true,
+		networks:  []attachment{{frontend, webAlias}, {backend, ""}},
+		port:      appPort,
 	}
+	redis = service{
+		role: "redis",
+		user: redisUser,
+		// The script's text runs as `sh -c`, so a remote host needs no copy.
+		command: []string{"sh", "-c", files.RedisStart, "redis-start"},
+		env:     []string{"REDIS_PASSWORD_FILE=" + passwordPath},
+		health:  redisHealthcheck, retries: 15,
+		memoryMB: 256,
+		// Time to write the AOF and the final snapshot on the way down.
+		stopGrace: 30,
+		password:  true,
+		dataDir:   "/data",
+		networks:  []attachment{{backend, redisAlias}},
+		port:      redisPort,
+	}
+	nginx = service{
+		role:       "nginx",
+		user:       nginxUser,
+		entrypoint: []string{"sh", "-c", nginxStart},
+		env:        []string{"TALLY_NGINX_CONF=" + files.NginxConf, "TALLY_UPSTREAM_CONF=" + files.UpstreamConf},
+		health:     nginxHealthcheck, retries: 5,
+		memoryMB:   64,
+		stopSignal: "SIGQUIT", // nginx's graceful stop
+		// Without it nginx is killed, cutting the requests it holds.
+		stopGrace: 10,
+		// nginx finds the replicas through DNS (nginx/upstream.conf), so
+		// nothing here depends on their number: scaling leaves it be.
+		networks: []attachment{{frontend, ""}},
+		port:     nginxPort,
+	}
+	return web, redis, nginx
 }
 
 // urlHost is the host name clients use to reach the Docker host.

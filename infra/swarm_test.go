@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
+
+	"tally/testkit"
+)
+
+var swarmReport = flag.String("swarm-report", "", "write the Swarm drills' figures into this file, in place of its Swarm section (make drill: bench/drills.md)")
+
+// TestDeployToSwarm deploys the program with tally:target=swarm to the
+// lab's swarm (SWARM=1: node 1 the manager, reached over SSH, nodes 2 and
+// 3 workers; the app image goes through the lab's registry) and drives it
+// through scaling, a rollout, a broken image and the loss of a worker, each
+// under load, checking the counter rose by exactly the number of 200s.
+func TestDeployToSwarm(t *testing.T) {
+	ws := newWorkspace(t)
+	lab := testkit.Lab(t, "..", slices.Collect(maps.Values(ws.images)), "SWARM=1")
+	d := newDeployment(t, ws, "sw", swarmEngine(t, lab), 0)
+	var report []string
+	// drill records a step's figures for the report; t.Failed() says
+	// whether its checks (the counter exact among them) held.
+	drill := func(t *testing.T, name string, load *testkit.Tally, note string) {
+		result := "✅"
+		if t.Failed() {
+			result = "❌"
+		}
+		line := fmt.Sprintf("| %s | %d | %d | %s | %s | %s |", name, load.OK+load.Failed(), load.OK, failures(load), note, result)
+		report = append(report, line)
+		t.Logf("drill: %s", line)
+	}
+
+	steps := []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"up serves through nginx from replicas on more than one node", func(t *testing.T) {
+			res := d.up()
+			if url, _ := res.Outputs["url"].Value.(string); url != d.url+"/" {
+				t.Errorf("url output = %q, want %s/", url, d.url)
+			}
+			d.expectInstances(3)
+			if nodes := d.taskNodes("web"); len(slices.Compact(slices.Sorted(slices.Values(nodes)))) < 2 {
+				t.Errorf("web's tasks run on %v; want more than one node", nodes)
+			}
+			if first, next := d.counter(), d.counter(); next != first+1 {
+				t.Errorf("/count went from %d to %d", first, next)
+			}
+			d.expectPasswordHidden()
+			for _, svc := range []string{"web", "redis", "nginx"} {
+				if out, _ := d.engine.docker("service", "inspect", "tally-sw-"+svc).Output(); bytes.Contains(out, []byte(d.password)) {
+					t.Errorf("docker service inspect shows the Redis password for %s", svc)
+				}
+			}
+			d.expectNoChanges()
+		}},
+		{"replicas 3 to 6 under load", func(t *testing.T) {
+			d.setConfig("tally:replicas", "6")
+			res, load := d.upUnderLoad()
+			d.expectChanges(res, map[string]int{"update": 1})
+			d.expectNoFailures(load)
+			d.expectInstances(6)
+			drill(t, "scale web 3 → 6", load, fmt.Sprintf("tasks on %v", d.taskNodes("web")))
+		}},
+		{"an app change rolls out under load with no failed request", func(t *testing.T) {
+			marker := "rolled out " + randomHex(4)
+			d.appendFile("app/web/pages/index.html", "<p>"+marker+"</p>\n")
+			res, load := d.upUnderLoad()
+			// The image is rebuilt and pushed, and the service rolled.
+			d.expectChanges(res, map[string]int{"update": 2})
+			d.expectNoFailures(load)
+			for range 12 {
+				if body := d.page("/"); !strings.Contains(body, marker) {
+					t.Fatalf("a replica still serves the old page after the rollout: %q", body)
+				}
+			}
+			drill(t, "app rollout (start-first, one task at a time)", load, "every replica serves the new page")
+		}},
+		{"an image whose health check never passes rolls back by itself", func(t *testing.T) {
+			before := d.serviceImage("web")
+			broken := d.brokenImage(lab["LAB_REGISTRY"])
+			d.setConfig("tally:appImage", broken)
+			start := time.Now()
+			load, err := d.upUnderLoadFails()
+			if err == nil {
+				t.Fatal("pulumi up with an image that never gets healthy succeeded")
+			}
+			took := time.Since(start)
+			if after := d.serviceImage("web"); after != before {
+				t.Errorf("after the failed update web runs %s, want %s as before", after, before)
+			}
+			d.expectNoFailures(load)
+			d.expectInstances(6)
+			drill(t, "broken image (health check never passes)", load, fmt.Sprintf("pulumi up failed after %v, web rolled back to the old image by itself", took.Round(time.Second)))
+
+			// Back to the built image: it serves, and the stack matches its program.
+			if err := d.stack.RemoveConfig(d.ctx, "tally:appImage"); err != nil {
+				t.Fatal(err)
+			}
+			d.up()
+			d.expectNoChanges()
+		}},
+		{"a worker engine killed under load: its tasks come back on the others", func(t *testing.T) {
+			const worker = "3"
+			if !slices.Contains(d.taskNodes("web"), "lab"+worker) {
+				t.Fatalf("no web task on lab%s to lose: %v", worker, d.taskNodes("web"))
+			}
+			before := d.counter()
+			stop := testkit.SteadyLoad(d.url+"/count", 4)
+			time.Sleep(2 * time.Second)
+			killed := time.Now()
+			labNode(t, "kill", worker)
+			back := testkit.WaitUntil(2*time.Minute, func() bool {
+				nodes := d.taskNodes("web")
+				return len(nodes) == 6 && !slices.Contains(nodes, "lab"+worker)
+			})
+			recovered := time.Since(killed)
+			time.Sleep(2 * time.Second)
+			load := stop()
+			if !back {
+				t.Fatalf("two minutes after lab%s died, web's tasks are on %v; want 6 on the other nodes", worker, d.taskNodes("web"))
+			}
+			d.expectExactCount(before, load)
+			// A few requests may meet a replica as it dies; nginx retries
+			// them on another, so nearly all succeed.
+			if load.Failed() > (load.OK+load.Failed())/100 {
+				t.Errorf("more than 1%% of requests failed while a worker died: %v", load)
+			}
+			drill(t, "kill -9 a worker's engine (lab"+worker+")", load, fmt.Sprintf("6 tasks running on the others after %v; longest wait for an answer %v",
+				recovered.Round(time.Second), load.LongestGap.Round(time.Millisecond)))
+
+			before = d.counter()
+			stop = testkit.SteadyLoad(d.url+"/count", 4)
+			labNode(t, "start", worker)
+			rejoined := testkit.WaitUntil(time.Minute, func() bool { return d.nodeStatus("lab"+worker) == "ready" })
+			time.Sleep(5 * time.Second)
+			load = stop()
+			if !rejoined {
+				t.Fatalf("lab%s did not rejoin the swarm within a minute", worker)
+			}
+			d.expectExactCount(before, load)
+			d.expectNoFailures(load)
+			drill(t, "the worker rejoins", load, "nothing moves back; no request fails")
+			d.expectNoChanges()
+		}},
+		{"destroy removes services, networks and secret, keeps Redis' volume", func(t *testing.T) {
+			d.destroy()
+			for _, kind := range []string{"service", "network", "secret"} {
+				if out, _ := d.engine.docker(kind, "ls", "-q", "--filter", "label=tally.stack="+d.name).Output(); len(bytes.TrimSpace(out)) > 0 {
+					t.Errorf("after destroy, %s ls shows %s", kind, out)
+				}
+			}
+			if err := d.engine.docker("volume", "inspect", d.volume()).Run(); err != nil {
+				t.Errorf("Redis' volume %s is gone from the manager after destroy; it must be kept", d.volume())
+			}
+		}},
+	}
+	for _, s := range steps {
+		if !t.Run(s.name, func(t *testing.T) { d.t = t; s.run(t) }) {
+			t.Fatalf("stopping: step %q failed", s.name)
+		}
+	}
+	if *swarmReport != "" {
+		writeSwarmReport(t, *swarmReport, report)
+	}
+}
+
+// swarmEngine is the lab's swarm, reached through its manager over SSH.
+func swarmEngine(t *testing.T, lab map[string]string) engine {
+	sockets, addrs := strings.Fields(lab["LAB_SOCKETS"]), strings.Fields(lab["LAB_ADDRS"])
+	if lab["LAB_SWARM_MANAGER"] == "" || lab["LAB_REGISTRY"] == "" || len(sockets) < 3 {
+		t.Fatalf("the lab has no swarm of three: %v", lab)
+	}
+	opts, _ := json.Marshal(strings.Fields(lab["LAB_SSH_OPTS"]))
+	return engine{
+		name: "the lab's swarm", flags: []string{"-H", sockets[0]}, addr: addrs[0],
+		config: auto.ConfigMap{
+			"tally:target":     {Value: "swarm"},
+			"tally:dockerHost": {Value: lab["LAB_SWARM_MANAGER"]},
+			"tally:sshOpts":    {Value: string(opts)},
+			"tally:registry":   {Value: lab["LAB_REGISTRY"]},
+		},
+	}
+}
+
+// taskNodes lists the node of each running task of the stack's service.
+func (d *deployment) taskNodes(service string) []string {
+	d.t.Helper()
+	out, err := d.engine.docker("service", "ps", "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}", d.serviceName(service)).Output()
+	if err != nil {
+		d.t.Fatalf("docker service ps: %v", err)
+	}
+	var nodes []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if node, state, ok := strings.Cut(line, " "); ok && strings.HasPrefix(state, "Running") {
+			nodes = append(nodes, node)
+		}
+	}
+	return nodes
+}
+
+func (d *deployment) serviceName(role string) string { return "tally-" + d.name + "-" + role }
+
+func (d *deployment) serviceImage(role string) string {
+	d.t.Helper()
+	out, err := d.engine.docker("service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", d.serviceName(role)).Output()
+	if err != nil {
+		d.t.Fatalf("docker service inspect: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func (d *deployment) nodeStatus(node string) string {
+	out, _ := d.engine.docker("node", "inspect", "--format", "{{.Status.State}}", node).Output()
+	return strings.TrimSpace(string(out))
+}
+
+// brokenImage pushes to the lab's registry an image that starts and runs
+// but never passes the app's health check (it has no /tally), and returns
+// its name.
+func (d *deployment) brokenImage(registry string) string {
+	d.t.Helper()
+	name := registry + "/tally-broken:" + randomHex(3)
+	build := d.engine.docker("build", "-q", "-t", name, "-")
+	build.Stdin = strings.NewReader(fmt.Sprintf("FROM %s\nENTRYPOINT [\"sleep\", \"infinity\"]\n", d.images["REDIS_IMAGE"]))
+	if out, err := build.CombinedOutput(); err != nil {
+		d.t.Fatalf("building a broken image: %v\n%s", err, out)
+	}
+	if out, err := d.engine.docker("push", "-q", name).CombinedOutput(); err != nil {
+		d.t.Fatalf("pushing it: %v\n%s", err, out)
+	}
+	return name
+}
+
+// upUnderLoadFails runs an up that is to fail under load, and checks the
+// counter rose by exactly the number of 200s all the same.
+func (d *deployment) upUnderLoadFails() (*testkit.Tally, error) {
+	d.t.Helper()
+	before := d.counter()
+	stop := testkit.SteadyLoad(d.url+"/count", 4)
+	var out bytes.Buffer
+	_, err := d.stack.Up(d.ctx, optup.ProgressStreams(&out))
+	time.Sleep(2 * time.Second)
+	load := stop()
+	var said []string
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.Contains(line, "error") {
+			said = append(said, strings.TrimSpace(line))
+		}
+	}
+	d.t.Logf("pulumi up: %v; it said:\n%s", err, strings.Join(said, "\n"))
+	d.expectExactCount(before, load)
+	return load, err
+}
+
+// expectExactCount checks the counter rose from before by one visit for
+// each 200 in load (and one more, its own).
+func (d *deployment) expectExactCount(before int64, load *testkit.Tally) {
+	d.t.Helper()
+	if rose := d.counter() - before - 1; rose != int64(load.OK) {
+		d.t.Errorf("the counter rose by %d, but %d visits got 200 (%v)", rose, load.OK, load)
+	}
+	if dup := load.Duplicates(); len(dup) > 0 {
+		d.t.Errorf("counts handed out twice: %v", dup)
+	}
+}
+
+// labNode runs lab/lab.sh kill N or start N.
+func labNode(t *testing.T, verb, node string) {
+	t.Helper()
+	if out, err := exec.Command("bash", "../lab/lab.sh", verb, node).CombinedOutput(); err != nil {
+		t.Fatalf("lab/lab.sh %s %s: %v\n%s", verb, node, err, out)
+	}
+}
+
+func failures(load *testkit.Tally) string {
+	if load.Failed() == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, kind := range slices.Sorted(maps.Keys(load.Failures)) {
+		parts = append(parts, fmt.Sprintf("%d × %s", load.Failures[kind], kind))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// writeSwarmReport puts the drills' figures in the file at path (make
+// drill: bench/drills.md, beside the single-host drills), in place of an
+// earlier Swarm section.
+func writeSwarmReport(t *testing.T, path string, lines []string) {
+	const heading = "## Docker Swarm\n"
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if before, _, found := strings.Cut(string(old), heading); found {
+		b.WriteString(before)
+	} else if len(old) > 0 {
+		b.WriteString(strings.TrimRight(string(old), "\n") + "\n\n")
+	}
+	fmt.Fprintf(&b, "%s\n%s · the lab's swarm (1 manager, 2 workers: engines in namespaces on one machine), 4 clients counting visits through nginx on the manager during each drill (`go test ./infra -run TestDeployToSwarm`)\n\n",
+		heading, time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	b.WriteString("| drill | requests | 200 | failures | notes | counter exact, checks held |\n|---|---:|---:|---|---|---|\n")
+	for _, l := range lines {
+		b.WriteString(l + "\n")
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,267 @@
+package tally
+
+import (
+	"encoding/base64"
+	"fmt"
+	"strings"
+
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// SwarmStack is tally as services of a Docker Swarm, declared through its
+// manager (tally:dockerHost): web replicas spread over the nodes, Redis on
+// the node labelled tally.redis=true (its volume lives there), nginx on
+// every manager with its port published on the manager itself.
+//
+// Services are reached by DNS round-robin (endpoint mode dnsrr), and
+// nginx's port is published in host mode: Swarm's virtual IPs and its
+// ingress routing mesh need IPVS in the nodes' kernels, and nginx wants
+// every replica's address anyway, to balance and retry across them.
+type SwarmStack struct {
+	pulumi.ResourceState
+
+	URL         pulumi.StringOutput    `pulumi:"url"`
+	Services    pulumi.StringMapOutput `pulumi:"services"`
+	RedisVolume pulumi.StringOutput    `pulumi:"redisVolume"`
+	Networks    pulumi.StringMapOutput `pulumi:"networks"`
+}
+
+// Where each service runs.
+const (
+	redisConstraint = "node.labels.tally.redis==true"
+	nginxConstraint = "node.role==manager"
+)
+
+// NewSwarmStack declares the stack on the swarm whose manager cfg names.
+func NewSwarmStack(ctx *pulumi.Context, name string, cfg Config, files Files, opts ...pulumi.ResourceOption) (*SwarmStack, error) {
+	s := &SwarmStack{}
+	if err := ctx.RegisterComponentResource("tally:swarm:Stack", name, s, opts...); err != nil {
+		return nil, err
+	}
+	n := namesFor(ctx)
+	provider, err := docker.NewProvider(ctx, n.of("docker"), providerArgs(cfg), pulumi.Parent(s))
+	if err != nil {
+		return nil, err
+	}
+	on := []pulumi.ResourceOption{pulumi.Parent(s), pulumi.Provider(provider)}
+
+	nets := map[string]*docker.Network{}
+	for _, role := range []string{frontend, backend} {
+		if nets[role], err = docker.NewNetwork(ctx, n.of(role), &docker.NetworkArgs{
+			Name:     pulumi.String(n.of(role)),
+			Driver:   pulumi.String("overlay"),
+			Internal: pulumi.Bool(role == backend),
+			Labels:   networkLabels(n.labels(role)),
+		}, on...); err != nil {
+			return nil, err
+		}
+	}
+
+	// A Swarm secret cannot change, so a new password is a new secret: no
+	// Name, and Pulumi names it with a random suffix, creating the new one
+	// before the services move to it and deleting the old one after.
+	secret, err := docker.NewSecret(ctx, n.of("redis-password"), &docker.SecretArgs{
+		Data:   pulumi.ToSecret(pulumi.String(base64.StdEncoding.EncodeToString([]byte(cfg.RedisPassword)))).(pulumi.StringOutput),
+		Labels: secretLabels(n.labels("redis-password")),
+	}, append(on, pulumi.DeleteBeforeReplace(false))...)
+	if err != nil {
+		return nil, err
+	}
+
+	webSpec, redisSpec, nginxSpec := services(files)
+	var app pulumi.StringInput = pulumi.String(cfg.AppImage)
+	if cfg.AppImage == "" {
+		if app, err = builtImage(ctx, n, cfg, files, on); err != nil {
+			return nil, err
+		}
+	}
+
+	redisArgs := serviceArgs(n, redisSpec, pulumi.String(cfg.RedisImage), nets, secret, replicated(1), redisConstraint)
+	// One task holds the volume: the old stops before the new starts.
+	redisArgs.UpdateConfig = updateConfig("stop-first")
+	redisArgs.RollbackConfig = rollbackConfig("stop-first")
+	redis, err := docker.NewService(ctx, n.of("redis"), redisArgs, on...)
+	if err != nil {
+		return nil, err
+	}
+
+	// The new replica starts beside the old and the old stops once the new
+	// is healthy; a replica that never gets healthy rolls the update back.
+	webArgs := serviceArgs(n, webSpec, app, nets, secret, replicated(cfg.Replicas), "")
+	webArgs.UpdateConfig = updateConfig("start-first")
+	webArgs.RollbackConfig = rollbackConfig("start-first")
+	web, err := docker.NewService(ctx, n.of("web"), webArgs, append(on, pulumi.DependsOn([]pulumi.Resource{redis}))...)
+	if err != nil {
+		return nil, err
+	}
+
+	// The published port is the node's own, so the old nginx stops before
+	// the new one takes it.
+	nginxArgs := serviceArgs(n, nginxSpec, pulumi.String(cfg.NginxImage), nets, nil,
+		docker.ServiceModeArgs{Global: pulumi.Bool(true)}, nginxConstraint)
+	nginxArgs.EndpointSpec = docker.ServiceEndpointSpecArgs{
+		Mode: pulumi.String("dnsrr"),
+		Ports: docker.ServiceEndpointSpecPortArray{docker.ServiceEndpointSpecPortArgs{
+			TargetPort: pulumi.Int(nginxSpec.port), PublishedPort: pulumi.Int(cfg.HTTPPort),
+			PublishMode: pulumi.String("host"), Protocol: pulumi.String("tcp"),
+		}},
+	}
+	nginxArgs.UpdateConfig = updateConfig("stop-first")
+	nginxArgs.RollbackConfig = rollbackConfig("stop-first")
+	nginx, err := docker.NewService(ctx, n.of("nginx"), nginxArgs, append(on, pulumi.DependsOn([]pulumi.Resource{web}))...)
+	if err != nil {
+		return nil, err
+	}
+
+	s.URL = pulumi.Sprintf("http://%s:%d/", urlHost(cfg.DockerHost), cfg.HTTPPort).ToStringOutput()
+	s.Services = pulumi.StringMap{"web": web.Name, "redis": redis.Name, "nginx": nginx.Name}.ToStringMapOutput()
+	s.RedisVolume = pulumi.String(n.of("redis-data")).ToStringOutput()
+	s.Networks = pulumi.StringMap{frontend: nets[frontend].Name, backend: nets[backend].Name}.ToStringMapOutput()
+	return s, ctx.RegisterResourceOutputs(s, pulumi.Map{
+		"url": s.URL, "services": s.Services, "redisVolume": s.RedisVolume, "networks": s.Networks,
+	})
+}
+
+func replicated(n int) docker.ServiceModeArgs {
+	return docker.ServiceModeArgs{Replicated: docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(n)}}
+}
+
+// serviceArgs is svc as a Swarm service, hardened as the containers of the
+// docker target are (containerArgs) but for no-new-privileges, which
+// services cannot set before Docker 25. secret, when svc reads the
+// password, is mounted at passwordPath; constraint, if any, places its
+// tasks.
+//
+// Durations are written as the provider reads them back ("10s", not
+// "10000ms"), networks by ID, and every setting the daemon would otherwise
+// fill in is set: anything read back that differs from the program is a
+// diff on every up.
+func serviceArgs(n names, svc service, image pulumi.StringInput, nets map[string]*docker.Network, secret *docker.Secret, mode docker.ServiceModeArgs, constraint string) *docker.ServiceArgs {
+	// A writable /tmp in memory, bounded by the memory limit: the provider
+	// panics on any tmpfs option (v4.10.0 reads their numbers as int64).
+	// Redis' data on a volume of the node it is placed on, which Swarm
+	// creates on first use and never removes.
+	mounts := docker.ServiceTaskSpecContainerSpecMountArray{docker.ServiceTaskSpecContainerSpecMountArgs{
+		Type: pulumi.String("tmpfs"), Target: pulumi.String("/tmp"),
+	}}
+	if svc.dataDir != "" {
+		mounts = append(mounts, docker.ServiceTaskSpecContainerSpecMountArgs{
+			Type: pulumi.String("volume"), Source: pulumi.String(n.of(svc.role + "-data")), Target: pulumi.String(svc.dataDir),
+		})
+	}
+	env := pulumi.StringMap{}
+	for _, kv := range svc.env {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = pulumi.String(v)
+	}
+	spec := &docker.ServiceTaskSpecContainerSpecArgs{
+		Image:    image,
+		Env:      env,
+		ReadOnly: pulumi.Bool(true),
+		CapDrops: pulumi.StringArray{pulumi.String("ALL")},
+		Mounts:   mounts,
+		Healthcheck: docker.ServiceTaskSpecContainerSpecHealthcheckArgs{
+			Tests:       pulumi.ToStringArray(svc.health),
+			Interval:    pulumi.String(healthInterval),
+			Timeout:     pulumi.String(healthTimeout),
+			Retries:     pulumi.Int(svc.retries),
+			StartPeriod: pulumi.String(healthStartPeriod),
+		},
+		StopGracePeriod: pulumi.String(fmt.Sprintf("%ds", svc.stopGrace)),
+		Labels:          serviceContainerLabels(n.labels(svc.role)),
+	}
+	if svc.user != "" {
+		spec.User = pulumi.String(svc.user)
+	}
+	if svc.entrypoint != nil {
+		spec.Commands = pulumi.ToStringArray(svc.entrypoint)
+	}
+	if svc.command != nil {
+		spec.Args = pulumi.ToStringArray(svc.command)
+	}
+	if svc.stopSignal != "" {
+		spec.StopSignal = pulumi.String(svc.stopSignal)
+	}
+	if svc.password {
+		spec.Secrets = docker.ServiceTaskSpecContainerSpecSecretArray{docker.ServiceTaskSpecContainerSpecSecretArgs{
+			SecretId: secret.ID(), SecretName: secret.Name, FileName: pulumi.String(passwordPath),
+			FileUid: pulumi.String("0"), FileGid: pulumi.String("0"), FileMode: pulumi.Int(0o444),
+		}}
+	}
+	var attach docker.ServiceTaskSpecNetworksAdvancedArray
+	for _, a := range svc.networks {
+		net := docker.ServiceTaskSpecNetworksAdvancedArgs{Name: nets[a.network].ID()}
+		if a.alias != "" {
+			net.Aliases = pulumi.StringArray{pulumi.String(a.alias)}
+		}
+		attach = append(attach, net)
+	}
+	task := &docker.ServiceTaskSpecArgs{
+		ContainerSpec:     spec,
+		NetworksAdvanceds: attach,
+		Resources: docker.ServiceTaskSpecResourcesArgs{
+			Limits: docker.ServiceTaskSpecResourcesLimitsArgs{MemoryBytes: pulumi.Int(svc.memoryMB << 20)},
+		},
+		RestartPolicy: docker.ServiceTaskSpecRestartPolicyArgs{
+			Condition: pulumi.String("any"), Delay: pulumi.String("1s"), MaxAttempts: pulumi.Int(0), Window: pulumi.String("0s"),
+		},
+		LogDriver: docker.ServiceTaskSpecLogDriverArgs{
+			Name:    pulumi.String("json-file"),
+			Options: pulumi.StringMap{"max-size": pulumi.String(logMaxSize), "max-file": pulumi.String(logMaxFiles)},
+		},
+	}
+	if constraint != "" {
+		task.Placement = docker.ServiceTaskSpecPlacementArgs{Constraints: pulumi.StringArray{pulumi.String(constraint)}}
+	}
+	args := &docker.ServiceArgs{
+		Name:         pulumi.String(n.of(svc.role)),
+		Labels:       serviceLabels(n.labels(svc.role)),
+		TaskSpec:     task,
+		Mode:         mode,
+		EndpointSpec: docker.ServiceEndpointSpecArgs{Mode: pulumi.String("dnsrr")},
+	}
+	if mode.Global == nil {
+		// `up` returns once every task runs and is healthy, or fails. The
+		// provider cannot wait for a global service; Swarm still rolls a
+		// failing update of one back by itself.
+		args.ConvergeConfig = docker.ServiceConvergeConfigArgs{Delay: pulumi.String("1s"), Timeout: pulumi.String("3m")}
+	}
+	return args
+}
+
+// updateConfig rolls one task at a time in order (start-first or
+// stop-first), watches each for 5s once it is healthy, and rolls back when
+// one fails. A task that never gets healthy fails before that: its health
+// check gives up after the start period and three tries.
+func updateConfig(order string) docker.ServiceUpdateConfigArgs {
+	return docker.ServiceUpdateConfigArgs{
+		Parallelism: pulumi.Int(1), Order: pulumi.String(order), Delay: pulumi.String("0s"),
+		FailureAction: pulumi.String("rollback"), Monitor: pulumi.String("5s"), MaxFailureRatio: pulumi.String("0.0"), // as read back
+	}
+}
+
+func rollbackConfig(order string) docker.ServiceRollbackConfigArgs {
+	return docker.ServiceRollbackConfigArgs{
+		Parallelism: pulumi.Int(1), Order: pulumi.String(order), Delay: pulumi.String("0s"),
+		FailureAction: pulumi.String("pause"), Monitor: pulumi.String("5s"), MaxFailureRatio: pulumi.String("0.0"), // as read back
+	}
+}
+
+func serviceLabels(m map[string]string) docker.ServiceLabelArray {
+	return labelList(m, func(k, v pulumi.String) docker.ServiceLabelInput {
+		return docker.ServiceLabelArgs{Label: k, Value: v}
+	})
+}
+
+func serviceContainerLabels(m map[string]string) docker.ServiceTaskSpecContainerSpecLabelArray {
+	return labelList(m, func(k, v pulumi.String) docker.ServiceTaskSpecContainerSpecLabelInput {
+		return docker.ServiceTaskSpecContainerSpecLabelArgs{Label: k, Value: v}
+	})
+}
+
+func secretLabels(m map[string]string) docker.SecretLabelArray {
+	return labelList(m, func(k, v pulumi.String) docker.SecretLabelInput {
+		return docker.SecretLabelArgs{Label: k, Value: v}
+	})
+}
