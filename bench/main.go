@@ -37,7 +37,9 @@ var (
 	rounds      = flag.Int("rounds", 3, "measured rounds per scenario; the median is reported")
 	goImage     = flag.String("go-image", os.Getenv("GO_IMAGE"), "builder image for the app image (default golang:1.26, or the offline one)")
 	appEnv      = flag.String("env", "", "extra environment for the replicas, space-separated (for trying a setting, e.g. GOMAXPROCS=1)")
-	quick       = flag.Bool("quick", false, "only the loopback scenarios: skip the image build and the Go benchmarks (for trying a change)")
+	quick       = flag.Bool("quick", false, "only the loopback scenarios: skip the image build, the Go benchmarks and the deploys (for trying a change)")
+	deployRuns  = flag.Int("deploy-runs", 3, "runs of each deploy figure; the median is reported (0 skips the deploys)")
+	deployOnly  = flag.Bool("deploy-only", false, "only the deploy figures, printed (for trying a change)")
 )
 
 func main() {
@@ -49,6 +51,11 @@ func main() {
 }
 
 func run() error {
+	if *deployOnly {
+		table, err := runDeployBench(*root, deployImages(), *deployRuns)
+		fmt.Print(table)
+		return err
+	}
 	for tool, hint := range map[string]string{"redis-server": "apt-get install redis-server", "nginx": "apt-get install nginx-light", "wrk": "apt-get install wrk"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is missing: %s", tool, hint)
@@ -150,6 +157,19 @@ func run() error {
 	} else {
 		r.ImageMB, r.ImageNote = imageSize(*root, *goImage)
 		r.GoBench = goBench(*root)
+	}
+	switch {
+	case *quick || *deployRuns == 0:
+		r.DeployNote = "skipped (-quick or -deploy-runs 0)"
+	case exec.Command("pulumi", "version").Run() != nil || exec.Command("docker", "compose", "version").Run() != nil:
+		r.DeployNote = "skipped: needs the pulumi CLI with its docker provider, and docker compose v2"
+	default:
+		logf("deploys: pulumi and Compose on this engine, %d runs each", *deployRuns)
+		procs.stopAll() // the loopback scenarios are done; give the deploys the cores
+		r.Deploy, err = runDeployBench(*root, deployImages(), *deployRuns)
+		if err != nil {
+			r.DeployNote = "failed: " + err.Error()
+		}
 	}
 
 	md := r.markdown()
@@ -488,18 +508,16 @@ func imageSize(root, goImage string) (float64, string) {
 		return 0, "no Docker engine"
 	}
 	if goImage == "" {
-		goImage = "golang:1.26"
-		if exec.Command("docker", "image", "inspect", goImage).Run() != nil &&
-			exec.Command("docker", "image", "inspect", "tally-offline/golang:1.26").Run() == nil {
-			goImage = "tally-offline/golang:1.26"
-		}
+		goImage = localImage("GO_IMAGE", "golang:1.26")
 	}
 	logf("building the app image with %s", goImage)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	build := exec.CommandContext(ctx, "docker", "build", "-q", "-t", "tally-bench:latest", "--build-arg", "GO_IMAGE="+goImage, ".")
 	build.Dir = root
-	build.Env = append(os.Environ(), "DOCKER_BUILDKIT=0") // no buildx needed
+	// The Dockerfile's cache mounts need BuildKit: the engine's own here;
+	// Docker 23 and later use it through buildx by default.
+	build.Env = append(os.Environ(), "DOCKER_BUILDKIT=1")
 	if out, err := build.CombinedOutput(); err != nil {
 		return 0, "image build failed: " + strings.TrimSpace(lastLine(string(out)))
 	}
@@ -509,6 +527,29 @@ func imageSize(root, goImage string) (float64, string) {
 	}
 	n, _ := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
 	return n / 1e6, ""
+}
+
+// deployImages are the images the deploys run.
+func deployImages() map[string]string {
+	return map[string]string{
+		"REDIS_IMAGE": localImage("REDIS_IMAGE", "redis:8.0"),
+		"NGINX_IMAGE": localImage("NGINX_IMAGE", "nginx:1.30"),
+		"GO_IMAGE":    localImage("GO_IMAGE", "golang:1.26"),
+	}
+}
+
+// localImage is the image named by env, else official if this engine has
+// it, else the stand-in make offline-images builds.
+func localImage(env, official string) string {
+	if v := os.Getenv(env); v != "" {
+		return v
+	}
+	offline := "tally-offline/" + official
+	if exec.Command("docker", "image", "inspect", official).Run() != nil &&
+		exec.Command("docker", "image", "inspect", offline).Run() == nil {
+		return offline
+	}
+	return official
 }
 
 // cpuProfile takes a CPU profile of replica 1 while /count is measured and

@@ -18,6 +18,7 @@ type results struct {
 	ImageMB                       float64
 	ImageNote                     string
 	GoBench                       string
+	Deploy, DeployNote            string // the deploy figures' table, or why there is none
 	Profile                       string // pprof -top of one replica during /count
 }
 
@@ -28,6 +29,10 @@ const (
 	targetImage = 15.0 // MB
 	targetRSS   = 15 * 1024
 	targetReady = 200 * time.Millisecond
+
+	targetAppChange = 20 * time.Second // issue "Speed where users wait"
+	targetPreview   = 5 * time.Second
+	targetEmpty     = 60 * time.Second
 )
 
 func verdict(ok bool) string {
@@ -99,6 +104,14 @@ func (r results) markdown() string {
 	if r.Profile != "" {
 		b.WriteString("\n## Profile of one replica during `/count` through nginx\n\n")
 		b.WriteString("`go tool pprof -top`, flat time first. `Syscall6` is the replica's system calls; `strace -c` on a replica counts, per visit, 2 writes (the response, the Redis command), 2 reads (the request, the reply) and 1 recvfrom (go-redis peeks at a pooled connection before each use), besides the futex calls that wake goroutines.\n\n```\n" + r.Profile + "\n```\n")
+	}
+	b.WriteString("\n## Deploys: edit → live\n\n")
+	if r.Deploy != "" {
+		fmt.Fprintf(&b, "The real `pulumi` and docker provider, and Compose, on this machine's Docker engine; a stack of their own on a copy of the repository, the program compiled once, the app image's build cache warm after the first run. Targets: one-line app change live on every replica ≤ %v, no-op preview ≤ %v, empty → serving ≤ %v.\n\n%s",
+			targetAppChange, targetPreview, targetEmpty, r.Deploy)
+	}
+	if r.DeployNote != "" {
+		b.WriteString("\n" + r.DeployNote + "\n")
 	}
 	if r.GoBench != "" {
 		b.WriteString("\n## Go benchmarks (`app/web`, real Redis)\n\n```\n" + r.GoBench + "\n```\n")

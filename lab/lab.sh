@@ -23,7 +23,8 @@
 # SWARM=1 joins the nodes into a Docker Swarm: node 1 (the SSH one) its
 # manager, labelled tally.redis=true for Redis' volume, the others workers;
 # and runs a registry for the images the nodes build and pull (Debian's
-# docker-registry, plain HTTP on the bridge, which every node trusts).
+# docker-registry, plain HTTP on the bridge, which every node trusts),
+# holding the LAB_IMAGES too as REGISTRY/redis:8.0 and so on.
 #
 # Tests send traffic only to 127.0.0.1 and the lab's own addresses. The
 # nodes reach out through this machine (NAT) only as it does itself: the
@@ -231,7 +232,15 @@ up() {
 		done
 	done
 
-	if [ "$SWARM" = 1 ]; then swarm; fi
+	if [ "$SWARM" = 1 ]; then
+		swarm
+		# Into the registry too, as REGISTRY/<name>:<tag> (tally-offline/
+		# dropped), for services that name images as users' registries do.
+		for image in $images; do
+			docker -H "unix://$(sock 1)" tag "$image" "$REGISTRY/${image#*/}"
+			docker -H "unix://$(sock 1)" push -q "$REGISTRY/${image#*/}" >/dev/null
+		done
+	fi
 
 	local addrs=()
 	for n in $(seq 1 "$NODES"); do addrs+=("$(addr "$n")"); done

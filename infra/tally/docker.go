@@ -1,6 +1,7 @@
 package tally
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -180,6 +181,9 @@ func containerArgs(n names, svc service, image pulumi.StringInput, nets map[stri
 	}
 	if svc.stopSignal != "" {
 		args.StopSignal = pulumi.String(svc.stopSignal)
+	}
+	if svc.cpus > 0 {
+		args.Cpus = pulumi.String(fmt.Sprintf("%d.0", svc.cpus)) // as read back
 	}
 	var attach docker.ContainerNetworksAdvancedArray
 	for _, a := range svc.networks {

@@ -161,6 +161,9 @@ func TestEveryContainerIsHardened(t *testing.T) {
 		if c.name != "tally-dev-secrets-holder" && (!plain(in["wait"]).BoolValue() || plain(in["healthcheck"]).IsNull()) {
 			t.Errorf("%s: Pulumi does not wait for a health check", c.name)
 		}
+		if strings.HasPrefix(c.name, "tally-dev-web") && str(in, "cpus") != "1.0" {
+			t.Errorf("%s: CPU limit %q, want 1 (Go sets GOMAXPROCS from it)", c.name, str(in, "cpus"))
+		}
 		// The web image sets its own non-root USER (see Dockerfile).
 		if u := str(in, "user"); !strings.HasPrefix(c.name, "tally-dev-web") && (u == "" || u == "0" || strings.HasPrefix(u, "root") || strings.HasPrefix(u, "0:")) {
 			t.Errorf("%s: runs as %q", c.name, u)

@@ -187,6 +187,7 @@ type service struct {
 	health     []string // the health check's command
 	retries    int      // failed checks in a row before it is unhealthy
 	memoryMB   int      // the memory limit, with no swap beyond it
+	cpus       int      // a CPU limit in whole CPUs; 0 for none
 	stopSignal string   // "" is SIGTERM
 	stopGrace  int      // seconds from the stop signal to SIGKILL
 	password   bool     // reads the Redis password at passwordPath
@@ -229,6 +230,10 @@ func services(files Files) (web, redis, nginx service) {
 		},
 		health: webHealthcheck, retries: 3,
 		memoryMB: 64,
+		// Go sets GOMAXPROCS from the limit: one scheduler thread per
+		// replica, which measured faster than one per machine core when
+		// several replicas share a machine (bench/results.md).
+		cpus: 1,
 		// SIGTERM, then time to finish in-flight requests (the app's
 		// SHUTDOWN_TIMEOUT is 10s) before it is killed.
 		stopGrace: 15,

@@ -77,7 +77,11 @@ func NewSwarmStack(ctx *pulumi.Context, name string, cfg Config, files Files, op
 		}
 	}
 
-	redisArgs := serviceArgs(n, redisSpec, pulumi.String(cfg.RedisImage), nets, secret, replicated(1), redisConstraint)
+	redisImage, err := pinned(ctx, n.of("redis-image"), cfg.RedisImage, on)
+	if err != nil {
+		return nil, err
+	}
+	redisArgs := serviceArgs(n, redisSpec, redisImage, nets, secret, replicated(1), redisConstraint)
 	// One task holds the volume: the old stops before the new starts.
 	redisArgs.UpdateConfig = updateConfig("stop-first")
 	redisArgs.RollbackConfig = rollbackConfig("stop-first")
@@ -98,7 +102,11 @@ func NewSwarmStack(ctx *pulumi.Context, name string, cfg Config, files Files, op
 
 	// The published port is the node's own, so the old nginx stops before
 	// the new one takes it.
-	nginxArgs := serviceArgs(n, nginxSpec, pulumi.String(cfg.NginxImage), nets, nil,
+	nginxImage, err := pinned(ctx, n.of("nginx-image"), cfg.NginxImage, on)
+	if err != nil {
+		return nil, err
+	}
+	nginxArgs := serviceArgs(n, nginxSpec, nginxImage, nets, nil,
 		docker.ServiceModeArgs{Global: pulumi.Bool(true)}, nginxConstraint)
 	nginxArgs.EndpointSpec = docker.ServiceEndpointSpecArgs{
 		Mode: pulumi.String("dnsrr"),
@@ -121,6 +129,23 @@ func NewSwarmStack(ctx *pulumi.Context, name string, cfg Config, files Files, op
 	return s, ctx.RegisterResourceOutputs(s, pulumi.Map{
 		"url": s.URL, "services": s.Services, "redisVolume": s.RedisVolume, "networks": s.Networks,
 	})
+}
+
+// pinned is image by its digest in the registry, which Swarm keeps as it
+// is given. Given a tag, Swarm records tag@digest, which the provider reads
+// back as a change on every up. The manager pulls the image to learn the
+// digest; an image that is on the nodes but in no registry keeps its name.
+func pinned(ctx *pulumi.Context, name, image string, on []pulumi.ResourceOption) (pulumi.StringOutput, error) {
+	img, err := pulledImage(ctx, name, image, on)
+	if err != nil {
+		return pulumi.StringOutput{}, err
+	}
+	return img.RepoDigest.ApplyT(func(digest string) string {
+		if digest == "" {
+			return image
+		}
+		return digest
+	}).(pulumi.StringOutput), nil
 }
 
 func replicated(n int) docker.ServiceModeArgs {
@@ -201,7 +226,7 @@ func serviceArgs(n names, svc service, image pulumi.StringInput, nets map[string
 		ContainerSpec:     spec,
 		NetworksAdvanceds: attach,
 		Resources: docker.ServiceTaskSpecResourcesArgs{
-			Limits: docker.ServiceTaskSpecResourcesLimitsArgs{MemoryBytes: pulumi.Int(svc.memoryMB << 20)},
+			Limits: docker.ServiceTaskSpecResourcesLimitsArgs{MemoryBytes: pulumi.Int(svc.memoryMB << 20), NanoCpus: pulumi.Int(svc.cpus * 1e9)},
 		},
 		RestartPolicy: docker.ServiceTaskSpecRestartPolicyArgs{
 			Condition: pulumi.String("any"), Delay: pulumi.String("1s"), MaxAttempts: pulumi.Int(0), Window: pulumi.String("0s"),

@@ -60,6 +60,9 @@ func TestSwarmStackShape(t *testing.T) {
 	if upd := obj(web.inputs, "updateConfig"); str(upd, "order") != "start-first" || str(upd, "failureAction") != "rollback" {
 		t.Errorf("web's update config = %v, want start-first with rollback", upd)
 	}
+	if cpus := plain(obj(obj(obj(web.inputs, "taskSpec"), "resources"), "limits")["nanoCpus"]).NumberValue(); cpus != 1e9 {
+		t.Errorf("web's CPU limit = %v nano-CPUs, want one CPU (Go sets GOMAXPROCS from it)", cpus)
+	}
 	if str(obj(redis.inputs, "updateConfig"), "order") != "stop-first" {
 		t.Errorf("Redis must stop before a new task takes its volume")
 	}

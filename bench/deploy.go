@@ -1,0 +1,369 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// deployBench times what users wait for when they deploy, on this
+// machine's Docker engine: with the real pulumi and docker provider (a
+// stack of its own, in a temporary backend, on a copy of the repository,
+// the program compiled once) and with Compose (make up, make rollout).
+// Each figure is the median of runs; the app image's build cache is warm
+// after the first, as it is for anyone iterating.
+type deployBench struct {
+	root    string // the repository
+	copy    string // the copy the stack deploys
+	backend string
+	env     []string // pulumi's
+	port    int
+	images  map[string]string
+	runs    int
+	rows    []deployRow
+}
+
+type deployRow struct {
+	what, how string
+	times     []time.Duration
+	note      string
+}
+
+func runDeployBench(root string, images map[string]string, runs int) (string, error) {
+	tmp, err := os.MkdirTemp("", "tally-deploy-bench-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	if root, err = filepath.Abs(root); err != nil {
+		return "", err
+	}
+	b := &deployBench{root: root, copy: filepath.Join(tmp, "repo"), backend: filepath.Join(tmp, "state"), port: freePort(), images: images, runs: runs}
+	b.env = append(os.Environ(), "PULUMI_BACKEND_URL=file://"+b.backend, "PULUMI_CONFIG_PASSPHRASE=bench", "PULUMI_SKIP_UPDATE_CHECK=true")
+	if err := b.prepare(); err != nil {
+		return "", err
+	}
+	defer func() { _ = b.pulumi("destroy", "--yes", "--remove") }()
+	for _, step := range []func() error{b.fromEmpty, b.noOp, b.appChange, b.scale, b.compose} {
+		if err := step(); err != nil {
+			return b.table(), err
+		}
+	}
+	return b.table(), nil
+}
+
+// prepare copies the repository, compiles the program and makes the stack.
+func (b *deployBench) prepare() error {
+	if err := os.MkdirAll(b.backend, 0o700); err != nil {
+		return err
+	}
+	for _, dir := range []string{"app", "infra", "nginx", "redis", "testkit"} {
+		if err := os.CopyFS(filepath.Join(b.copy, dir), os.DirFS(filepath.Join(b.root, dir))); err != nil {
+			return err
+		}
+	}
+	for _, f := range []string{"Dockerfile", ".dockerignore", "docker-compose.yml", "go.work.sum"} {
+		data, err := os.ReadFile(filepath.Join(b.root, f))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(b.copy, f), data, 0o644); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(b.copy, "go.work"), []byte("go 1.26.6\n\ntoolchain go1.26.10\n\nuse (\n\t./app\n\t./infra\n\t./testkit\n)\n"), 0o644); err != nil {
+		return err
+	}
+	project := "name: tally\nruntime:\n  name: go\n  options:\n    binary: bin/tally-infra\n"
+	if err := os.WriteFile(filepath.Join(b.copy, "infra", "Pulumi.yaml"), []byte(project), 0o644); err != nil {
+		return err
+	}
+	build := exec.Command("go", "build", "-o", "bin/tally-infra", ".")
+	build.Dir = filepath.Join(b.copy, "infra")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("compiling the program: %v\n%s", err, out)
+	}
+	if err := b.pulumi("stack", "init", "bench"); err != nil {
+		return err
+	}
+	settings := [][]string{
+		{"--secret", "tally:redisPassword", "bench-password-" + strconv.Itoa(b.port)},
+		{"tally:httpPort", strconv.Itoa(b.port)},
+		{"tally:redisImage", b.images["REDIS_IMAGE"]},
+		{"tally:nginxImage", b.images["NGINX_IMAGE"]},
+		{"tally:goImage", b.images["GO_IMAGE"]},
+		{"tally:retainData", "false"},
+	}
+	for _, s := range settings {
+		if err := b.pulumi(append([]string{"config", "set"}, s...)...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *deployBench) pulumi(args ...string) error {
+	cmd := exec.Command("pulumi", append(args, "--non-interactive")...)
+	cmd.Dir = filepath.Join(b.copy, "infra")
+	cmd.Env = b.env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("pulumi %s: %v\n%s", strings.Join(args, " "), err, lastLines(string(out), 15))
+	}
+	return nil
+}
+
+// timed runs f runs times, with prepare (not timed) before each.
+func (b *deployBench) timed(what, how string, prepare, f func() error) (*deployRow, error) {
+	row := deployRow{what: what, how: how}
+	for i := range b.runs {
+		if prepare != nil {
+			if err := prepare(); err != nil {
+				return nil, err
+			}
+		}
+		start := time.Now()
+		if err := f(); err != nil {
+			return nil, fmt.Errorf("%s, run %d: %w", what, i+1, err)
+		}
+		row.times = append(row.times, time.Since(start))
+		logf("%s (%s): %v", what, how, row.times[i].Round(100*time.Millisecond))
+	}
+	b.rows = append(b.rows, row)
+	return &b.rows[len(b.rows)-1], nil
+}
+
+func (b *deployBench) url(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", b.port, path)
+}
+
+func (b *deployBench) fromEmpty() error {
+	_, err := b.timed("empty → serving", "`pulumi up`, then `/count` answers", func() error {
+		return b.pulumi("destroy", "--yes")
+	}, func() error {
+		if err := b.pulumi("up", "--yes"); err != nil {
+			return err
+		}
+		return waitFor(60*time.Second, func() bool { code, _ := get(b.url("/count")); return code == 200 })
+	})
+	return err
+}
+
+func (b *deployBench) noOp() error {
+	if _, err := b.timed("no change", "`pulumi preview`", nil, func() error {
+		return b.pulumi("preview", "--expect-no-changes")
+	}); err != nil {
+		return err
+	}
+	_, err := b.timed("no change", "`pulumi up`", nil, func() error {
+		return b.pulumi("up", "--yes", "--expect-no-changes")
+	})
+	return err
+}
+
+// appChange adds a line to the welcome page and times pulumi up until every
+// replica serves it, under load through nginx.
+func (b *deployBench) appChange() error {
+	var marker string
+	load := startLoad(b.url("/count"), 4)
+	row, err := b.timed("one-line app change → every replica serves it", "`pulumi up`, under load", func() error {
+		marker = fmt.Sprintf("bench change %d", time.Now().UnixNano())
+		return appendTo(filepath.Join(b.copy, "app", "web", "pages", "index.html"), "<p>"+marker+"</p>\n")
+	}, func() error {
+		if err := b.pulumi("up", "--yes"); err != nil {
+			return err
+		}
+		return waitFor(60*time.Second, func() bool { return servedByAll(b.url("/"), marker) })
+	})
+	ok, failed := load.stop()
+	if err != nil {
+		return err
+	}
+	row.note = fmt.Sprintf("%d requests answered 200 during the %d rollouts, %d failed", ok, b.runs, failed)
+	return nil
+}
+
+func (b *deployBench) scale() error {
+	_, err := b.timed("replicas 3 → 5 → the new ones serve", "`pulumi up`", func() error {
+		if err := b.pulumi("config", "set", "tally:replicas", "3"); err != nil {
+			return err
+		}
+		if err := b.pulumi("up", "--yes"); err != nil {
+			return err
+		}
+		return b.pulumi("config", "set", "tally:replicas", "5")
+	}, func() error {
+		if err := b.pulumi("up", "--yes"); err != nil {
+			return err
+		}
+		return waitFor(30*time.Second, func() bool { return instances(b.url("/"), 60) >= 5 })
+	})
+	if err == nil {
+		err = b.pulumi("destroy", "--yes")
+	}
+	return err
+}
+
+// compose times the same two paths with Compose: make up from nothing, and
+// make rollout of a one-line change, on a project of its own.
+func (b *deployBench) compose() error {
+	project := fmt.Sprintf("tally-bench-%d", b.port)
+	secret := filepath.Join(b.copy, "redis_password")
+	if err := os.WriteFile(secret, []byte("bench-password\n"), 0o644); err != nil {
+		return err
+	}
+	env := append(os.Environ(), "HTTP_PORT="+strconv.Itoa(b.port), "REDIS_PASSWORD_SECRET="+secret,
+		"REDIS_IMAGE="+b.images["REDIS_IMAGE"], "NGINX_IMAGE="+b.images["NGINX_IMAGE"], "GO_IMAGE="+b.images["GO_IMAGE"])
+	run := func(name string, args ...string) error {
+		cmd := exec.Command(name, args...)
+		cmd.Dir, cmd.Env = b.copy, env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, lastLines(string(out), 15))
+		}
+		return nil
+	}
+	down := func() error { return run("docker", "compose", "-p", project, "down", "-v", "--remove-orphans") }
+	defer func() { _ = down() }()
+	if _, err := b.timed("empty → serving", "`make up` (Compose)", down, func() error {
+		if err := run("docker", "compose", "-p", project, "up", "-d", "--build", "--wait", "--scale", "web=3"); err != nil {
+			return err
+		}
+		return waitFor(60*time.Second, func() bool { code, _ := get(b.url("/count")); return code == 200 })
+	}); err != nil {
+		return err
+	}
+	var marker string
+	load := startLoad(b.url("/count"), 4)
+	row, err := b.timed("one-line app change → every replica serves it", "`make rollout` (Compose), under load", func() error {
+		marker = fmt.Sprintf("bench change %d", time.Now().UnixNano())
+		return appendTo(filepath.Join(b.copy, "app", "web", "pages", "index.html"), "<p>"+marker+"</p>\n")
+	}, func() error {
+		if err := run("env", "COMPOSE=docker compose -p "+project, "bash", filepath.Join(b.root, "scripts", "rollout.sh")); err != nil {
+			return err
+		}
+		return waitFor(60*time.Second, func() bool { return servedByAll(b.url("/"), marker) })
+	})
+	ok, failed := load.stop()
+	if err != nil {
+		return err
+	}
+	row.note = fmt.Sprintf("%d requests answered 200 during the %d rollouts, %d failed", ok, b.runs, failed)
+	return nil
+}
+
+func (b *deployBench) table() string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "| what | how | median | runs | notes |\n|---|---|---:|---|---|\n")
+	for _, r := range b.rows {
+		var runs []string
+		for _, t := range r.times {
+			runs = append(runs, fmt.Sprintf("%.1f s", t.Seconds()))
+		}
+		fmt.Fprintf(&s, "| %s | %s | %.1f s | %s | %s |\n", r.what, r.how, median(r.times).Seconds(), strings.Join(runs, ", "), r.note)
+	}
+	return s.String()
+}
+
+// load sends GETs from workers until stopped, counting answers.
+type load struct {
+	ok, failed atomic.Int64
+	done       chan struct{}
+	wg         sync.WaitGroup
+}
+
+func startLoad(url string, workers int) *load {
+	l := &load{done: make(chan struct{})}
+	for range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.done:
+					return
+				default:
+				}
+				if code, _ := get(url); code == 200 {
+					l.ok.Add(1)
+				} else {
+					l.failed.Add(1)
+				}
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) stop() (ok, failed int64) {
+	close(l.done)
+	l.wg.Wait()
+	return l.ok.Load(), l.failed.Load()
+}
+
+var client = &http.Client{Timeout: 10 * time.Second}
+
+func get(url string) (int, string) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// servedByAll says whether 30 answers in a row carry marker: with nginx
+// spreading them, every replica then serves the new page.
+func servedByAll(url, marker string) bool {
+	for range 30 {
+		if code, body := get(url); code != 200 || !strings.Contains(body, marker) {
+			return false
+		}
+	}
+	return true
+}
+
+// instances counts the replicas that answer among n requests (the page's
+// footer names the one that served it).
+func instances(url string, n int) int {
+	seen := map[string]bool{}
+	for range n {
+		if _, body := get(url); strings.Contains(body, "Served by ") {
+			seen[strings.SplitN(strings.SplitN(body, "Served by ", 2)[1], "<", 2)[0]] = true
+		}
+	}
+	return len(seen)
+}
+
+func waitFor(limit time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not within %v", limit)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
+}
+
+func appendTo(path, text string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(text)
+	return errors.Join(err, f.Close())
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
