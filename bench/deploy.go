@@ -172,13 +172,19 @@ func (b *deployBench) noOp() error {
 // appChange adds a line to the welcome page and times pulumi up until every
 // replica serves it, under load through nginx.
 func (b *deployBench) appChange() error {
+	return b.rollout("`pulumi up`, under load", func() error { return b.pulumi("up", "--yes") })
+}
+
+// rollout times deploy, after a one-line change to the welcome page, until
+// every replica serves the new page, with clients counting visits.
+func (b *deployBench) rollout(how string, deploy func() error) error {
 	var marker string
 	load := startLoad(b.url("/count"), 4)
-	row, err := b.timed("one-line app change → every replica serves it", "`pulumi up`, under load", func() error {
+	row, err := b.timed("one-line app change → every replica serves it", how, func() error {
 		marker = fmt.Sprintf("bench change %d", time.Now().UnixNano())
 		return appendTo(filepath.Join(b.copy, "app", "web", "pages", "index.html"), "<p>"+marker+"</p>\n")
 	}, func() error {
-		if err := b.pulumi("up", "--yes"); err != nil {
+		if err := deploy(); err != nil {
 			return err
 		}
 		return waitFor(60*time.Second, func() bool { return servedByAll(b.url("/"), marker) })
@@ -240,23 +246,9 @@ func (b *deployBench) compose() error {
 	}); err != nil {
 		return err
 	}
-	var marker string
-	load := startLoad(b.url("/count"), 4)
-	row, err := b.timed("one-line app change → every replica serves it", "`make rollout` (Compose), under load", func() error {
-		marker = fmt.Sprintf("bench change %d", time.Now().UnixNano())
-		return appendTo(filepath.Join(b.copy, "app", "web", "pages", "index.html"), "<p>"+marker+"</p>\n")
-	}, func() error {
-		if err := run("env", "COMPOSE=docker compose -p "+project, "bash", filepath.Join(b.root, "scripts", "rollout.sh")); err != nil {
-			return err
-		}
-		return waitFor(60*time.Second, func() bool { return servedByAll(b.url("/"), marker) })
+	return b.rollout("`make rollout` (Compose), under load", func() error {
+		return run("env", "COMPOSE=docker compose -p "+project, "bash", filepath.Join(b.root, "scripts", "rollout.sh"))
 	})
-	ok, failed := load.stop()
-	if err != nil {
-		return err
-	}
-	row.note = fmt.Sprintf("%d requests answered 200 during the %d rollouts, %d failed", ok, b.runs, failed)
-	return nil
 }
 
 func (b *deployBench) table() string {

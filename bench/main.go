@@ -209,8 +209,10 @@ func (p procs) stopAll() {
 
 func appCmd(bin string, port, redisPort int, extraEnv ...string) *exec.Cmd {
 	cmd := exec.Command(bin)
+	// GOMAXPROCS=1: what the one-CPU limit of the deployed replicas makes
+	// Go choose (-env overrides it).
 	cmd.Env = append([]string{"PORT=" + strconv.Itoa(port), "REDIS_ADDR=127.0.0.1:" + strconv.Itoa(redisPort),
-		"REDIS_PASSWORD=" + password, "LOG_LEVEL=warn", "COUNTER_KEY=bench"}, append(strings.Fields(*appEnv), extraEnv...)...)
+		"REDIS_PASSWORD=" + password, "LOG_LEVEL=warn", "COUNTER_KEY=bench", "GOMAXPROCS=1"}, append(strings.Fields(*appEnv), extraEnv...)...)
 	return cmd
 }
 
@@ -513,15 +515,15 @@ func imageSize(root, goImage string) (float64, string) {
 	logf("building the app image with %s", goImage)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	build := exec.CommandContext(ctx, "docker", "build", "-q", "-t", "tally-bench:latest", "--build-arg", "GO_IMAGE="+goImage, ".")
+	// With Compose, as users build it: the Dockerfile's cache mounts need
+	// BuildKit, which Compose v2 brings and a plain `docker build` may not.
+	build := exec.CommandContext(ctx, "docker", "compose", "-p", "tally-bench", "build", "web")
 	build.Dir = root
-	// The Dockerfile's cache mounts need BuildKit: the engine's own here;
-	// Docker 23 and later use it through buildx by default.
-	build.Env = append(os.Environ(), "DOCKER_BUILDKIT=1")
+	build.Env = append(os.Environ(), "GO_IMAGE="+goImage)
 	if out, err := build.CombinedOutput(); err != nil {
 		return 0, "image build failed: " + strings.TrimSpace(lastLine(string(out)))
 	}
-	out, err := exec.Command("docker", "image", "inspect", "-f", "{{.Size}}", "tally-bench:latest").Output()
+	out, err := exec.Command("docker", "image", "inspect", "-f", "{{.Size}}", "tally-bench-web:latest").Output()
 	if err != nil {
 		return 0, err.Error()
 	}

@@ -104,7 +104,7 @@ func TestDeployToSwarm(t *testing.T) {
 			if err == nil {
 				t.Fatal("pulumi up with an image that never gets healthy succeeded")
 			}
-			if !strings.Contains(said, "rolled back") {
+			if !strings.Contains(said, "rollback") {
 				t.Errorf("the failed up does not say the update was rolled back:\n%s", said)
 			}
 			took := time.Since(start)

@@ -1,8 +1,8 @@
 // Package tally declares the tally stack with Pulumi. What the stack is —
-// names, ports, files, health checks, environment — lives here and does not
-// depend on where it runs; docker.go places it on one Docker host. Another
-// target (Swarm services across hosts) would be a sibling of docker.go that
-// reads the same Spec.
+// its three services (services), names, ports, files, health checks,
+// environment — lives here and does not depend on where it runs; docker.go
+// places it on one Docker host, swarm.go as services of a Docker Swarm, and
+// stack.go picks between them by tally:target.
 package tally
 
 import (
