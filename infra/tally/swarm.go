@@ -153,10 +153,10 @@ func replicated(n int) docker.ServiceModeArgs {
 }
 
 // serviceArgs is svc as a Swarm service, hardened as the containers of the
-// docker target are (containerArgs) but for no-new-privileges, which
-// services cannot set before Docker 25. secret, when svc reads the
-// password, is mounted at passwordPath; constraint, if any, places its
-// tasks.
+// docker target are (containerArgs) but for no-new-privileges, which the
+// provider (v4.10.0) has no setting for on a service. secret, when svc
+// reads the password, is mounted at passwordPath; constraint, if any,
+// places its tasks.
 //
 // Durations are written as the provider reads them back ("10s", not
 // "10000ms"), networks by ID, and every setting the daemon would otherwise
