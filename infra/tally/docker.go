@@ -35,21 +35,14 @@ func NewDockerStack(ctx *pulumi.Context, name string, cfg Config, files Files, o
 	}
 	on := []pulumi.ResourceOption{pulumi.Parent(s), pulumi.Provider(provider)}
 
-	nets := map[string]*docker.Network{}
-	for _, role := range []string{frontend, backend} {
-		if nets[role], err = docker.NewNetwork(ctx, n.of(role), &docker.NetworkArgs{
-			Name:     pulumi.String(n.of(role)),
-			Driver:   pulumi.String("bridge"),
-			Internal: pulumi.Bool(role == backend),
-			Labels:   networkLabels(n.labels(role)),
-		}, on...); err != nil {
-			return nil, err
-		}
+	nets, err := networks(ctx, n, "bridge", on)
+	if err != nil {
+		return nil, err
 	}
 	webSpec, redisSpec, nginxSpec := services(files)
 
-	volume, err := docker.NewVolume(ctx, n.of("redis-data"), &docker.VolumeArgs{
-		Name:   pulumi.String(n.of("redis-data")),
+	volume, err := docker.NewVolume(ctx, n.dataVolume(redisSpec), &docker.VolumeArgs{
+		Name:   pulumi.String(n.dataVolume(redisSpec)),
 		Labels: volumeLabels(n.labels("redis-data")),
 	}, append(on, pulumi.RetainOnDelete(cfg.RetainData))...)
 	if err != nil {
@@ -115,10 +108,36 @@ func NewDockerStack(ctx *pulumi.Context, name string, cfg Config, files Files, o
 	s.URL = pulumi.Sprintf("http://%s:%d/", urlHost(cfg.DockerHost), cfg.HTTPPort).ToStringOutput()
 	s.WebContainers = webNames.ToStringArrayOutput()
 	s.RedisVolume = volume.Name
-	s.Networks = pulumi.StringMap{frontend: nets[frontend].Name, backend: nets[backend].Name}.ToStringMapOutput()
-	return s, ctx.RegisterResourceOutputs(s, pulumi.Map{
-		"url": s.URL, "webContainers": s.WebContainers, "redisVolume": s.RedisVolume, "networks": s.Networks,
-	})
+	s.Networks = networkNames(nets)
+	return s, ctx.RegisterResourceOutputs(s, s.outputs())
+}
+
+// outputs are the stack's outputs, by the names it exports them under.
+func (s *DockerStack) outputs() pulumi.Map {
+	return pulumi.Map{"url": s.URL, "webContainers": s.WebContainers, "redisVolume": s.RedisVolume, "networks": s.Networks}
+}
+
+// networks declares the stack's two networks with driver (bridge on one
+// engine, overlay on a swarm), by role; backend is internal.
+func networks(ctx *pulumi.Context, n names, driver string, on []pulumi.ResourceOption) (map[string]*docker.Network, error) {
+	nets := map[string]*docker.Network{}
+	for _, role := range []string{frontend, backend} {
+		net, err := docker.NewNetwork(ctx, n.of(role), &docker.NetworkArgs{
+			Name:     pulumi.String(n.of(role)),
+			Driver:   pulumi.String(driver),
+			Internal: pulumi.Bool(role == backend),
+			Labels:   networkLabels(n.labels(role)),
+		}, on...)
+		if err != nil {
+			return nil, err
+		}
+		nets[role] = net
+	}
+	return nets, nil
+}
+
+func networkNames(nets map[string]*docker.Network) pulumi.StringMapOutput {
+	return pulumi.StringMap{frontend: nets[frontend].Name, backend: nets[backend].Name}.ToStringMapOutput()
 }
 
 func providerArgs(cfg Config) *docker.ProviderArgs {

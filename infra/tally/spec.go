@@ -140,6 +140,9 @@ func (n names) of(parts ...string) string {
 	return strings.Join(append([]string{n.project, n.stack}, parts...), "-")
 }
 
+// dataVolume is the volume that holds svc's data (at svc.dataDir).
+func (n names) dataVolume(svc service) string { return n.of(svc.role, "data") }
+
 // labels mark every object with its project, stack and role, for
 // `docker ps --filter label=tally.stack=dev`.
 func (n names) labels(role string) map[string]string {

@@ -11,11 +11,11 @@ func NewStack(ctx *pulumi.Context, cfg Config, files Files) (pulumi.Map, error) 
 		if err != nil {
 			return nil, err
 		}
-		return pulumi.Map{"url": s.URL, "services": s.Services, "redisVolume": s.RedisVolume, "networks": s.Networks}, nil
+		return s.outputs(), nil
 	}
 	s, err := NewDockerStack(ctx, "tally", cfg, files)
 	if err != nil {
 		return nil, err
 	}
-	return pulumi.Map{"url": s.URL, "webContainers": s.WebContainers, "redisVolume": s.RedisVolume, "networks": s.Networks}, nil
+	return s.outputs(), nil
 }

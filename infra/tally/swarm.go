@@ -46,16 +46,9 @@ func NewSwarmStack(ctx *pulumi.Context, name string, cfg Config, files Files, op
 	}
 	on := []pulumi.ResourceOption{pulumi.Parent(s), pulumi.Provider(provider)}
 
-	nets := map[string]*docker.Network{}
-	for _, role := range []string{frontend, backend} {
-		if nets[role], err = docker.NewNetwork(ctx, n.of(role), &docker.NetworkArgs{
-			Name:     pulumi.String(n.of(role)),
-			Driver:   pulumi.String("overlay"),
-			Internal: pulumi.Bool(role == backend),
-			Labels:   networkLabels(n.labels(role)),
-		}, on...); err != nil {
-			return nil, err
-		}
+	nets, err := networks(ctx, n, "overlay", on)
+	if err != nil {
+		return nil, err
 	}
 
 	// A Swarm secret cannot change, so a new password is a new secret: no
@@ -124,11 +117,14 @@ func NewSwarmStack(ctx *pulumi.Context, name string, cfg Config, files Files, op
 
 	s.URL = pulumi.Sprintf("http://%s:%d/", urlHost(cfg.DockerHost), cfg.HTTPPort).ToStringOutput()
 	s.Services = pulumi.StringMap{"web": web.Name, "redis": redis.Name, "nginx": nginx.Name}.ToStringMapOutput()
-	s.RedisVolume = pulumi.String(n.of("redis-data")).ToStringOutput()
-	s.Networks = pulumi.StringMap{frontend: nets[frontend].Name, backend: nets[backend].Name}.ToStringMapOutput()
-	return s, ctx.RegisterResourceOutputs(s, pulumi.Map{
-		"url": s.URL, "services": s.Services, "redisVolume": s.RedisVolume, "networks": s.Networks,
-	})
+	s.RedisVolume = pulumi.String(n.dataVolume(redisSpec)).ToStringOutput()
+	s.Networks = networkNames(nets)
+	return s, ctx.RegisterResourceOutputs(s, s.outputs())
+}
+
+// outputs are the stack's outputs, by the names it exports them under.
+func (s *SwarmStack) outputs() pulumi.Map {
+	return pulumi.Map{"url": s.URL, "services": s.Services, "redisVolume": s.RedisVolume, "networks": s.Networks}
 }
 
 // pinned is image by its digest in the registry, which Swarm keeps as it
@@ -172,7 +168,7 @@ func serviceArgs(n names, svc service, image pulumi.StringInput, nets map[string
 	}}
 	if svc.dataDir != "" {
 		mounts = append(mounts, docker.ServiceTaskSpecContainerSpecMountArgs{
-			Type: pulumi.String("volume"), Source: pulumi.String(n.of(svc.role + "-data")), Target: pulumi.String(svc.dataDir),
+			Type: pulumi.String("volume"), Source: pulumi.String(n.dataVolume(svc)), Target: pulumi.String(svc.dataDir),
 		})
 	}
 	env := pulumi.StringMap{}
