@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"tally/testkit"
 )
 
 // deployBench times what users wait for when they deploy, on this
@@ -66,31 +68,8 @@ func (b *deployBench) prepare() error {
 	if err := os.MkdirAll(b.backend, 0o700); err != nil {
 		return err
 	}
-	for _, dir := range []string{"app", "infra", "nginx", "redis", "testkit"} {
-		if err := os.CopyFS(filepath.Join(b.copy, dir), os.DirFS(filepath.Join(b.root, dir))); err != nil {
-			return err
-		}
-	}
-	for _, f := range []string{"Dockerfile", ".dockerignore", "docker-compose.yml", "go.work.sum"} {
-		data, err := os.ReadFile(filepath.Join(b.root, f))
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(b.copy, f), data, 0o644); err != nil {
-			return err
-		}
-	}
-	if err := os.WriteFile(filepath.Join(b.copy, "go.work"), []byte("go 1.26.6\n\ntoolchain go1.26.10\n\nuse (\n\t./app\n\t./infra\n\t./testkit\n)\n"), 0o644); err != nil {
+	if err := testkit.DeployableCopy(b.root, b.copy); err != nil {
 		return err
-	}
-	project := "name: tally\nruntime:\n  name: go\n  options:\n    binary: bin/tally-infra\n"
-	if err := os.WriteFile(filepath.Join(b.copy, "infra", "Pulumi.yaml"), []byte(project), 0o644); err != nil {
-		return err
-	}
-	build := exec.Command("go", "build", "-o", "bin/tally-infra", ".")
-	build.Dir = filepath.Join(b.copy, "infra")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("compiling the program: %v\n%s", err, out)
 	}
 	if err := b.pulumi("stack", "init", "bench"); err != nil {
 		return err

@@ -52,18 +52,11 @@ func TestDeployToLocalEngine(t *testing.T) {
 
 func stepUp(t *testing.T, d *deployment) {
 	res := d.up()
-	if url, _ := res.Outputs["url"].Value.(string); url != fmt.Sprintf("http://localhost:%d/", d.port) {
-		t.Errorf("url output = %q", url)
-	}
+	d.expectServing(res, fmt.Sprintf("http://localhost:%d/", d.port), 3)
 	if webs, _ := res.Outputs["webContainers"].Value.([]any); len(webs) != 3 {
 		t.Errorf("webContainers output = %v, want 3 names", res.Outputs["webContainers"].Value)
 	}
-	d.expectInstances(3)
 	d.expectPasswordHidden()
-	first := d.counter()
-	if next := d.counter(); next != first+1 {
-		t.Errorf("/count went from %d to %d", first, next)
-	}
 }
 
 func stepNoChanges(t *testing.T, d *deployment) {

@@ -98,14 +98,7 @@ func TestDeployToLabHosts(t *testing.T) {
 func upOnLabHost(t *testing.T, d *deployment, other engine) {
 	d.t = t
 	on, name := d.engine, d.name
-	res := d.up()
-	if url, _ := res.Outputs["url"].Value.(string); url != d.url+"/" {
-		t.Errorf("url output = %q, want %s/", url, d.url)
-	}
-	d.expectInstances(3)
-	if first, next := d.counter(), d.counter(); next != first+1 {
-		t.Errorf("/count on %s went from %d to %d", on.name, first, next)
-	}
+	d.expectServing(d.up(), d.url+"/", 3)
 	d.expectPasswordHidden()
 	if images := snapshotOf(t, on, "reference=tally-"+name+"-web:*").images; len(images) != 1 {
 		t.Errorf("%s has app images %v; want the one built there", on.name, images)

@@ -54,16 +54,9 @@ func TestDeployToSwarm(t *testing.T) {
 		run  func(t *testing.T)
 	}{
 		{"up serves through nginx from replicas on more than one node", func(t *testing.T) {
-			res := d.up()
-			if url, _ := res.Outputs["url"].Value.(string); url != d.url+"/" {
-				t.Errorf("url output = %q, want %s/", url, d.url)
-			}
-			d.expectInstances(3)
+			d.expectServing(d.up(), d.url+"/", 3)
 			if nodes := d.taskNodes("web"); len(slices.Compact(slices.Sorted(slices.Values(nodes)))) < 2 {
 				t.Errorf("web's tasks run on %v; want more than one node", nodes)
-			}
-			if first, next := d.counter(), d.counter(); next != first+1 {
-				t.Errorf("/count went from %d to %d", first, next)
 			}
 			d.expectPasswordHidden()
 			for _, svc := range []string{"web", "redis", "nginx"} {
@@ -275,40 +268,19 @@ func (d *deployment) upUnderLoadFails() (load *testkit.Tally, said string, err e
 	return load, strings.Join(errLines, "\n"), err
 }
 
-// expectExactCount checks the counter rose from before by one visit for
-// each 200 in load (and one more, its own).
-func (d *deployment) expectExactCount(before int64, load *testkit.Tally) {
-	d.t.Helper()
-	if rose := d.counter() - before - 1; rose != int64(load.OK) {
-		d.t.Errorf("the counter rose by %d, but %d visits got 200 (%v)", rose, load.OK, load)
-	}
-	if dup := load.Duplicates(); len(dup) > 0 {
-		d.t.Errorf("counts handed out twice: %v", dup)
-	}
-}
-
-// expectCountWithin checks, where some requests failed, that the counter
-// rose from before by at least the 200s (no visit answered 200 was lost)
-// and by no more than the 200s and the failures whose fate the client
-// cannot know (a timeout, a 502 or 504: the visit may have been counted
-// before its answer was lost), and returns the rise. Duplicated counts
-// fail it too.
+// expectCountWithin checks the counter's rise where some requests failed:
+// besides the 200s it may hold the failures whose fate the client cannot
+// know (a timeout, a 502 or 504: the visit may have been counted before
+// its answer was lost), and nothing more (expectRise).
 func (d *deployment) expectCountWithin(before int64, load *testkit.Tally) int64 {
 	d.t.Helper()
-	rose := d.counter() - before - 1
 	unknown := 0
 	for kind, n := range load.Failures {
 		if !strings.HasPrefix(kind, "HTTP") || kind == "HTTP 502" || kind == "HTTP 504" {
 			unknown += n
 		}
 	}
-	if rose < int64(load.OK) || rose > int64(load.OK+unknown) {
-		d.t.Errorf("the counter rose by %d for %d 200s and %d failures of unknown fate (%v)", rose, load.OK, unknown, load)
-	}
-	if dup := load.Duplicates(); len(dup) > 0 {
-		d.t.Errorf("counts handed out twice: %v", dup)
-	}
-	return rose
+	return d.expectRise(before, load, unknown)
 }
 
 // labNode runs lab/lab.sh kill N or start N.

@@ -17,7 +17,11 @@ import (
 func Lab(t testing.TB, root string, images []string, extraEnv ...string) map[string]string {
 	t.Helper()
 	script := filepath.Join(root, "lab", "lab.sh")
-	if out, err := exec.Command("bash", script, "check").CombinedOutput(); err != nil {
+	env := append(os.Environ(), append(extraEnv, "LAB_IMAGES="+strings.Join(images, " "))...)
+	// With the same settings as up: SWARM=1 needs more than a plain lab.
+	check := exec.Command("bash", script, "check")
+	check.Env = env
+	if out, err := check.CombinedOutput(); err != nil {
 		Missing(t, strings.TrimSpace(string(out))+" (the lab's engines are the remote hosts these tests deploy to)")
 	}
 	t.Cleanup(func() {
@@ -26,7 +30,7 @@ func Lab(t testing.TB, root string, images []string, extraEnv ...string) map[str
 		}
 	})
 	cmd := exec.Command("bash", script, "up")
-	cmd.Env = append(os.Environ(), append(extraEnv, "LAB_IMAGES="+strings.Join(images, " "))...)
+	cmd.Env = env
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
