@@ -40,6 +40,7 @@ var (
 	quick       = flag.Bool("quick", false, "only the loopback scenarios: skip the image build, the Go benchmarks and the deploys (for trying a change)")
 	deployRuns  = flag.Int("deploy-runs", 3, "runs of each deploy figure; the median is reported (0 skips the deploys)")
 	deployOnly  = flag.Bool("deploy-only", false, "only the deploy figures, printed (for trying a change)")
+	against     = flag.String("against", "", "git revision: also run /count through nginx on the app as it was there, in the same rounds (for measuring a change)")
 )
 
 func main() {
@@ -70,11 +71,9 @@ func run() error {
 	defer procs.stopAll()
 
 	logf("building the app")
-	bin := filepath.Join(dir, "tally")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/tally")
-	build.Dir = filepath.Join(*root, "app")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
+	bin, err := buildApp(filepath.Join(*root, "app"), filepath.Join(dir, "tally"))
+	if err != nil {
+		return err
 	}
 
 	redisPort := freePort()
@@ -120,20 +119,12 @@ func run() error {
 		}
 	}
 
-	appUpstream, err := upstreamFor(apps)
-	if err != nil {
-		return err
-	}
-	appNginx, err := startNginx(&procs, dir, "nginx-app", appUpstream, "")
+	appNginx, err := startNginx(&procs, dir, "nginx-app", apps, "")
 	if err != nil {
 		return err
 	}
 	trivial := freePort()
-	ceilingUpstream, err := upstreamFor([]int{trivial})
-	if err != nil {
-		return err
-	}
-	ceilingNginx, err := startNginx(&procs, dir, "nginx-ceiling", ceilingUpstream,
+	ceilingNginx, err := startNginx(&procs, dir, "nginx-ceiling", []int{trivial},
 		fmt.Sprintf("server {\n    listen 127.0.0.1:%d;\n    access_log off;\n    location / { return 200 \"ok\\n\"; }\n}\n", trivial))
 	if err != nil {
 		return err
@@ -145,11 +136,23 @@ func run() error {
 		{name: "/count through nginx", url: fmt.Sprintf("http://127.0.0.1:%d/count", appNginx), into: &r.Count, profile: true},
 		{name: "/count on one replica", url: fmt.Sprintf("http://127.0.0.1:%d/count", apps[0]), into: &r.Direct},
 	}
+	if *against != "" {
+		port, err := startAgainst(&procs, dir, redisPort)
+		if err != nil {
+			return err
+		}
+		r.AgainstRev = *against
+		scenarios = append(scenarios, &scenario{name: "/count through nginx, app at " + *against,
+			url: fmt.Sprintf("http://127.0.0.1:%d/count", port), into: &r.Against})
+	}
 	profile, err := measure(scenarios, &procs, func() string { return cpuProfile(bin, debugPort, dir) })
 	if err != nil {
 		return err
 	}
 	r.CPU, r.Profile = scenarios[2].cpu, profile
+	if *against != "" {
+		r.AgainstCPU = scenarios[4].cpu[againstReplicas]
+	}
 	r.CeilingCores, r.IndexCores = scenarios[0].cpu[machineTotal], scenarios[1].cpu[machineTotal]
 
 	if *quick {
@@ -276,10 +279,55 @@ func upstreamFor(ports []int) (string, error) {
 	return b.String(), nil
 }
 
+// buildApp builds the app module in dir into bin.
+func buildApp(dir, bin string) (string, error) {
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/tally")
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build in %s: %v\n%s", dir, err, out)
+	}
+	return bin, nil
+}
+
+// startAgainst runs three replicas of the app at the -against revision behind
+// an nginx of their own (the working tree's nginx.conf, so only the app
+// differs), and returns that nginx's port.
+func startAgainst(p *procs, dir string, redisPort int) (int, error) {
+	src := filepath.Join(dir, "against")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return 0, err
+	}
+	logf("building the app at %s", *against)
+	archive := exec.Command("sh", "-c", `git -C "$0" archive "$1" app | tar -x -C "$2"`, *root, *against, src)
+	if out, err := archive.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("git archive %s: %v\n%s", *against, err, out)
+	}
+	bin, err := buildApp(filepath.Join(src, "app"), filepath.Join(dir, "tally-against"))
+	if err != nil {
+		return 0, err
+	}
+	var ports []int
+	for i := range 3 {
+		port := freePort()
+		if _, err := p.start(fmt.Sprintf("against%d", i+1), appCmd(bin, port, redisPort)); err != nil {
+			return 0, err
+		}
+		if _, err := waitReady(port, 5*time.Second); err != nil {
+			return 0, err
+		}
+		ports = append(ports, port)
+	}
+	return startNginx(p, dir, "nginx-against", ports, "")
+}
+
 // startNginx runs the repository's nginx.conf from its own prefix directory
-// with the given upstream.conf. Only what cannot be shared between two
+// with an upstream.conf naming the given replicas. Only what cannot be shared between two
 // instances on one host changes: the listening port and the pid file.
-func startNginx(p *procs, dir, name, upstream, extra string) (int, error) {
+func startNginx(p *procs, dir, name string, replicas []int, extra string) (int, error) {
+	upstream, err := upstreamFor(replicas)
+	if err != nil {
+		return 0, err
+	}
 	conf, err := os.ReadFile(filepath.Join(*root, "nginx", "nginx.conf"))
 	if err != nil {
 		return 0, err
@@ -437,7 +485,10 @@ func cpuTimes(p procs) map[string]float64 {
 	return out
 }
 
-const machineTotal = "whole machine"
+const (
+	machineTotal    = "whole machine"
+	againstReplicas = "app replicas at -against"
+)
 
 // machineCPU is the busy CPU seconds of the whole machine, from /proc/stat.
 func machineCPU() float64 {
@@ -461,6 +512,8 @@ func groupOf(name string) string {
 	switch {
 	case strings.HasPrefix(name, "app"):
 		return "app replicas"
+	case strings.HasPrefix(name, "against"):
+		return againstReplicas
 	case name == "nginx-app":
 		return "nginx"
 	default:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -11,6 +12,9 @@ import (
 type results struct {
 	Date, Machine                 string
 	Ceiling, Index, Count, Direct figure
+	Against                       figure  // /count through nginx on the app at AgainstRev (-against)
+	AgainstRev                    string
+	AgainstCPU                    float64 // cores its replicas kept busy
 	CPU                           map[string]float64 // CPU cores busy per process group during /count
 	CeilingCores, IndexCores      float64            // whole machine's busy cores during the ceiling and /
 	Ready                         time.Duration
@@ -42,6 +46,9 @@ func verdict(ok bool) string {
 	return "❌"
 }
 
+// perRequest turns cores kept busy at rps requests a second into µs of CPU per request.
+func perRequest(cores, rps float64) float64 { return cores / rps * 1e6 }
+
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
 
 func (r results) markdown() string {
@@ -61,6 +68,13 @@ func (r results) markdown() string {
 		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %s | %s | %d |\n", row.name, row.f.RPS, row.f.RPS/r.Ceiling.RPS, ms(row.f.P50), ms(row.f.P99), row.f.Errors)
 	}
 
+	if r.AgainstRev != "" {
+		fmt.Fprintf(&b, "| `/count` through nginx → 3 replicas of the app at %s → Redis | %.0f | %.2f | %s | %s | %d |\n",
+			r.AgainstRev, r.Against.RPS, r.Against.RPS/r.Ceiling.RPS, ms(r.Against.P50), ms(r.Against.P99), r.Against.Errors)
+		fmt.Fprintf(&b, "\nCPU of the replicas per `/count` through nginx: %.0f µs here, %.0f µs at %s.\n",
+			perRequest(r.CPU["app replicas"], r.Count.RPS), perRequest(r.AgainstCPU, r.Against.RPS), r.AgainstRev)
+	}
+
 	ratio := r.Count.RPS / r.Ceiling.RPS
 	b.WriteString("\n| figure | value | target | |\n|---|---:|---:|---|\n")
 	fmt.Fprintf(&b, "| `/count` through nginx ÷ ceiling | %.2f | ≥ %.1f | %s |\n", ratio, targetRatio, verdict(ratio >= targetRatio))
@@ -76,12 +90,11 @@ func (r results) markdown() string {
 	b.WriteString("\n## Where the CPU went during `/count` through nginx\n\n")
 	b.WriteString("Cores busy on average over the measured rounds (the machine has " + strings.Fields(r.Machine)[0] +
 		"), and what that is per request:\n\n| process | cores | µs of CPU per request |\n|---|---:|---:|\n")
-	perRequest := func(cores, rps float64) float64 { return cores / rps * 1e6 }
 	total := r.CPU[machineTotal]
 	var names []string
 	accounted := 0.0
 	for name := range r.CPU {
-		if name != machineTotal && name != "nginx-ceiling" {
+		if !slices.Contains([]string{machineTotal, "nginx-ceiling", "nginx-against", againstReplicas}, name) {
 			names = append(names, name)
 			accounted += r.CPU[name]
 		}
