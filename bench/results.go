@@ -12,9 +12,9 @@ import (
 type results struct {
 	Date, Machine                 string
 	Ceiling, Index, Count, Direct figure
-	Against                       figure  // /count through nginx on the app at AgainstRev (-against)
+	Against                       figure // /count through nginx on the app at AgainstRev (-against)
 	AgainstRev                    string
-	AgainstCPU                    float64 // cores its replicas kept busy
+	AgainstCPU                    float64            // cores its replicas kept busy
 	CPU                           map[string]float64 // CPU cores busy per process group during /count
 	CeilingCores, IndexCores      float64            // whole machine's busy cores during the ceiling and /
 	Ready                         time.Duration
