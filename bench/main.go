@@ -68,7 +68,8 @@ func run() error {
 	}
 	defer os.RemoveAll(dir)
 	var procs procs
-	defer procs.stopAll()
+	// A closure: a deferred procs.stopAll() would stop the empty list it was given.
+	defer func() { procs.stopAll() }()
 
 	logf("building the app")
 	bin, err := buildApp(filepath.Join(*root, "app"), filepath.Join(dir, "tally"))
