@@ -101,16 +101,12 @@ func run() error {
 	var apps []int
 	debugPort := freePort() // replica 1 serves profiles, for the CPU profile below
 	for i := range 3 {
-		port := freePort()
 		var extra []string
 		if i == 0 {
 			extra = []string{"DEBUG_ADDR=127.0.0.1:" + strconv.Itoa(debugPort)}
 		}
-		p, err := procs.start(fmt.Sprintf("app%d", i+1), appCmd(bin, port, redisPort, extra...))
+		port, p, err := startReplica(&procs, fmt.Sprintf("app%d", i+1), bin, redisPort, extra...)
 		if err != nil {
-			return err
-		}
-		if _, err := waitReady(port, 5*time.Second); err != nil {
 			return err
 		}
 		apps = append(apps, port)
@@ -137,22 +133,24 @@ func run() error {
 		{name: "/count through nginx", url: fmt.Sprintf("http://127.0.0.1:%d/count", appNginx), into: &r.Count, profile: true},
 		{name: "/count on one replica", url: fmt.Sprintf("http://127.0.0.1:%d/count", apps[0]), into: &r.Direct},
 	}
+	var againstCount *scenario
 	if *against != "" {
 		port, err := startAgainst(&procs, dir, redisPort)
 		if err != nil {
 			return err
 		}
 		r.AgainstRev = *against
-		scenarios = append(scenarios, &scenario{name: "/count through nginx, app at " + *against,
-			url: fmt.Sprintf("http://127.0.0.1:%d/count", port), into: &r.Against})
+		againstCount = &scenario{name: "/count through nginx, app at " + *against,
+			url: fmt.Sprintf("http://127.0.0.1:%d/count", port), into: &r.Against}
+		scenarios = append(scenarios, againstCount)
 	}
 	profile, err := measure(scenarios, &procs, func() string { return cpuProfile(bin, debugPort, dir) })
 	if err != nil {
 		return err
 	}
 	r.CPU, r.Profile = scenarios[2].cpu, profile
-	if *against != "" {
-		r.AgainstCPU = scenarios[4].cpu[againstReplicas]
+	if againstCount != nil {
+		r.AgainstCPU = againstCount.cpu[againstReplicas]
 	}
 	r.CeilingCores, r.IndexCores = scenarios[0].cpu[machineTotal], scenarios[1].cpu[machineTotal]
 
@@ -309,16 +307,26 @@ func startAgainst(p *procs, dir string, redisPort int) (int, error) {
 	}
 	var ports []int
 	for i := range 3 {
-		port := freePort()
-		if _, err := p.start(fmt.Sprintf("against%d", i+1), appCmd(bin, port, redisPort)); err != nil {
-			return 0, err
-		}
-		if _, err := waitReady(port, 5*time.Second); err != nil {
+		port, _, err := startReplica(p, fmt.Sprintf("against%d", i+1), bin, redisPort)
+		if err != nil {
 			return 0, err
 		}
 		ports = append(ports, port)
 	}
 	return startNginx(p, dir, "nginx-against", ports, "")
+}
+
+// startReplica runs bin as a replica on a free port and waits until it is ready.
+func startReplica(p *procs, name, bin string, redisPort int, extraEnv ...string) (int, *exec.Cmd, error) {
+	port := freePort()
+	cmd, err := p.start(name, appCmd(bin, port, redisPort, extraEnv...))
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, err := waitReady(port, 5*time.Second); err != nil {
+		return 0, nil, err
+	}
+	return port, cmd, nil
 }
 
 // startNginx runs the repository's nginx.conf from its own prefix directory

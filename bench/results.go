@@ -56,21 +56,23 @@ func (r results) markdown() string {
 	fmt.Fprintf(&b, "# tally benchmark\n\n%s · %s · wrk, %d connections, %d rounds of %v per scenario after a warm-up, the scenarios taking turns round by round; median round\n\n",
 		r.Date, r.Machine, *connections, *rounds, *duration)
 	b.WriteString("| scenario | requests/s | × ceiling | p50 | p99 | errors |\n|---|---:|---:|---:|---:|---:|\n")
-	for _, row := range []struct {
+	type row struct {
 		name string
 		f    figure
-	}{
+	}
+	rows := []row{
 		{"ceiling: nginx → upstream that only answers 200", r.Ceiling},
 		{"`/` through nginx → 3 replicas", r.Index},
 		{"`/count` through nginx → 3 replicas → Redis", r.Count},
 		{"`/count` on one replica directly", r.Direct},
-	} {
+	}
+	if r.AgainstRev != "" {
+		rows = append(rows, row{"`/count` through nginx → 3 replicas of the app at " + r.AgainstRev + " → Redis", r.Against})
+	}
+	for _, row := range rows {
 		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %s | %s | %d |\n", row.name, row.f.RPS, row.f.RPS/r.Ceiling.RPS, ms(row.f.P50), ms(row.f.P99), row.f.Errors)
 	}
-
 	if r.AgainstRev != "" {
-		fmt.Fprintf(&b, "| `/count` through nginx → 3 replicas of the app at %s → Redis | %.0f | %.2f | %s | %s | %d |\n",
-			r.AgainstRev, r.Against.RPS, r.Against.RPS/r.Ceiling.RPS, ms(r.Against.P50), ms(r.Against.P99), r.Against.Errors)
 		fmt.Fprintf(&b, "\nCPU of the replicas per `/count` through nginx: %.0f µs here, %.0f µs at %s.\n",
 			perRequest(r.CPU["app replicas"], r.Count.RPS), perRequest(r.AgainstCPU, r.Against.RPS), r.AgainstRev)
 	}
