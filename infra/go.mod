@@ -120,10 +120,12 @@ require (
 	google.golang.org/grpc v1.83.2 // indirect
 	google.golang.org/protobuf v1.36.11 // indirect
 	gopkg.in/tomb.v1 v1.0.0-20141024135613-dd632973f1e7 // indirect
-	gopkg.in/yaml.v3 v3.0.1 // indirect
 	lukechampine.com/frand v1.4.2 // indirect
 )
 
-require tally/testkit v0.0.0
+require (
+	gopkg.in/yaml.v3 v3.0.1
+	tally/testkit v0.0.0
+)
 
 replace tally/testkit => ../testkit

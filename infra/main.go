@@ -5,24 +5,24 @@ package main
 import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"tally/infra/tally"
+	"tally/infra/stack"
 )
 
 func main() {
 	pulumi.Run(func(ctx *pulumi.Context) error {
 		// Pulumi runs the program in infra/; the repository is its parent.
-		files, err := tally.ReadFiles("..")
+		files, err := stack.ReadFiles("..")
 		if err != nil {
 			return err
 		}
-		cfg, err := tally.LoadConfig(ctx, files.Images)
+		cfg, err := stack.LoadConfig(ctx, files.Images)
 		if err != nil {
 			return err
 		}
-		if err := tally.CheckEngine(ctx.Context(), cfg); err != nil {
+		if err := stack.CheckEngine(ctx.Context(), cfg); err != nil {
 			return err
 		}
-		outputs, err := tally.NewStack(ctx, cfg, files)
+		outputs, err := stack.New(ctx, cfg, files)
 		if err != nil {
 			return err
 		}

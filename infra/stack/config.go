@@ -1,4 +1,4 @@
-package tally
+package stack
 
 import (
 	"crypto/tls"

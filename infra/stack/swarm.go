@@ -1,24 +1,24 @@
-package tally
+package stack
 
 import (
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
-// SwarmStack is tally as services of a Docker Swarm, declared through its
-// manager (tally:dockerHost): web replicas spread over the nodes, Redis on
-// the node labelled tally.redis=true (its volume lives there), nginx on
-// every manager with its port published on the manager itself.
+// Swarm is tally as services of a Docker Swarm, declared through its
+// manager (tally:dockerHost): each service of the list as one Swarm
+// service, placed, scaled and updated as its traits say.
 //
 // Services are reached by DNS round-robin (endpoint mode dnsrr), and
-// nginx's port is published in host mode: Swarm's virtual IPs and its
+// published ports are published in host mode: Swarm's virtual IPs and its
 // ingress routing mesh need IPVS in the nodes' kernels, and nginx wants
 // every replica's address anyway, to balance and retry across them.
-type SwarmStack struct {
+type Swarm struct {
 	pulumi.ResourceState
 
 	URL         pulumi.StringOutput    `pulumi:"url"`
@@ -27,25 +27,17 @@ type SwarmStack struct {
 	Networks    pulumi.StringMapOutput `pulumi:"networks"`
 }
 
-// Where each service runs.
-const (
-	redisConstraint = "node.labels.tally.redis==true"
-	nginxConstraint = "node.role==manager"
-)
-
-// NewSwarmStack declares the stack on the swarm whose manager cfg names.
-func NewSwarmStack(ctx *pulumi.Context, name string, cfg Config, files Files, opts ...pulumi.ResourceOption) (*SwarmStack, error) {
-	s := &SwarmStack{}
+// NewSwarm declares svcs on the swarm whose manager cfg names.
+func NewSwarm(ctx *pulumi.Context, name string, cfg Config, files Files, svcs []service, opts ...pulumi.ResourceOption) (*Swarm, error) {
+	s := &Swarm{}
 	if err := ctx.RegisterComponentResource("tally:swarm:Stack", name, s, opts...); err != nil {
 		return nil, err
 	}
 	n := namesFor(ctx)
-	provider, err := docker.NewProvider(ctx, n.of("docker"), providerArgs(cfg), pulumi.Parent(s))
+	on, err := newProvider(ctx, n, cfg, s)
 	if err != nil {
 		return nil, err
 	}
-	on := []pulumi.ResourceOption{pulumi.Parent(s), pulumi.Provider(provider)}
-
 	nets, err := networks(ctx, n, "overlay", on)
 	if err != nil {
 		return nil, err
@@ -54,77 +46,56 @@ func NewSwarmStack(ctx *pulumi.Context, name string, cfg Config, files Files, op
 	// A Swarm secret cannot change, so a new password is a new secret: no
 	// Name, and Pulumi names it with a random suffix, creating the new one
 	// before the services move to it and deleting the old one after.
-	secret, err := docker.NewSecret(ctx, n.of("redis-password"), &docker.SecretArgs{
-		Data:   pulumi.ToSecret(pulumi.String(base64.StdEncoding.EncodeToString([]byte(cfg.RedisPassword)))).(pulumi.StringOutput),
-		Labels: secretLabels(n.labels("redis-password")),
-	}, append(on, pulumi.DeleteBeforeReplace(false))...)
-	if err != nil {
-		return nil, err
-	}
-
-	webSpec, redisSpec, nginxSpec := services(files)
-	var app pulumi.StringInput = pulumi.String(cfg.AppImage)
-	if cfg.AppImage == "" {
-		if app, err = builtImage(ctx, n, cfg, files, on); err != nil {
+	var secret *docker.Secret
+	if slices.ContainsFunc(svcs, func(svc service) bool { return svc.password }) {
+		secret, err = docker.NewSecret(ctx, n.of("redis-password"), &docker.SecretArgs{
+			Data:   pulumi.ToSecret(pulumi.String(base64.StdEncoding.EncodeToString([]byte(cfg.RedisPassword)))).(pulumi.StringOutput),
+			Labels: secretLabels(n.labels("redis-password")),
+		}, append(on, pulumi.DeleteBeforeReplace(false))...)
+		if err != nil {
 			return nil, err
 		}
 	}
 
-	redisImage, err := pinned(ctx, n.of("redis-image"), cfg.RedisImage, on)
-	if err != nil {
-		return nil, err
-	}
-	redisArgs := serviceArgs(n, redisSpec, redisImage, nets, secret, replicated(1), redisConstraint)
-	// One task holds the volume: the old stops before the new starts.
-	redisArgs.UpdateConfig = updateConfig("stop-first")
-	redisArgs.RollbackConfig = rollbackConfig("stop-first")
-	redis, err := docker.NewService(ctx, n.of("redis"), redisArgs, on...)
-	if err != nil {
-		return nil, err
-	}
-
-	// The new replica starts beside the old and the old stops once the new
-	// is healthy; a replica that never gets healthy rolls the update back.
-	webArgs := serviceArgs(n, webSpec, app, nets, secret, replicated(cfg.Replicas), "")
-	webArgs.UpdateConfig = updateConfig("start-first")
-	webArgs.RollbackConfig = rollbackConfig("start-first")
-	web, err := docker.NewService(ctx, n.of("web"), webArgs, append(on, pulumi.DependsOn([]pulumi.Resource{redis}))...)
-	if err != nil {
-		return nil, err
+	declared := map[string][]*docker.Service{}
+	serviceNames := pulumi.StringMap{}
+	for _, svc := range svcs {
+		image, err := swarmImage(ctx, n, svc, cfg, files, on)
+		if err != nil {
+			return nil, err
+		}
+		service, err := docker.NewService(ctx, n.of(svc.role), serviceArgs(n, svc, image, nets, secret),
+			append(on, waitedFor(svc, declared))...)
+		if err != nil {
+			return nil, err
+		}
+		declared[svc.role] = []*docker.Service{service}
+		serviceNames[svc.role] = service.Name
 	}
 
-	// The published port is the node's own, so the old nginx stops before
-	// the new one takes it.
-	nginxImage, err := pinned(ctx, n.of("nginx-image"), cfg.NginxImage, on)
-	if err != nil {
-		return nil, err
-	}
-	nginxArgs := serviceArgs(n, nginxSpec, nginxImage, nets, nil,
-		docker.ServiceModeArgs{Global: pulumi.Bool(true)}, nginxConstraint)
-	nginxArgs.EndpointSpec = docker.ServiceEndpointSpecArgs{
-		Mode: pulumi.String("dnsrr"),
-		Ports: docker.ServiceEndpointSpecPortArray{docker.ServiceEndpointSpecPortArgs{
-			TargetPort: pulumi.Int(nginxSpec.port), PublishedPort: pulumi.Int(cfg.HTTPPort),
-			PublishMode: pulumi.String("host"), Protocol: pulumi.String("tcp"),
-		}},
-	}
-	nginxArgs.UpdateConfig = updateConfig("stop-first")
-	nginxArgs.RollbackConfig = rollbackConfig("stop-first")
-	nginx, err := docker.NewService(ctx, n.of("nginx"), nginxArgs, append(on, pulumi.DependsOn([]pulumi.Resource{web}))...)
-	if err != nil {
-		return nil, err
-	}
-
+	redis := svcs[slices.IndexFunc(svcs, func(svc service) bool { return svc.role == redisRole })]
 	s.URL = pulumi.Sprintf("http://%s:%d/", urlHost(cfg.DockerHost), cfg.HTTPPort).ToStringOutput()
-	s.Services = pulumi.StringMap{"web": web.Name, "redis": redis.Name, "nginx": nginx.Name}.ToStringMapOutput()
-	s.RedisVolume = pulumi.String(n.dataVolume(redisSpec)).ToStringOutput()
+	s.Services = serviceNames.ToStringMapOutput()
+	s.RedisVolume = pulumi.String(n.dataVolume(redis)).ToStringOutput()
 	s.Networks = networkNames(nets)
 	return s, ctx.RegisterResourceOutputs(s, s.outputs())
 }
 
 // outputs are the stack's outputs, by the names it exports them under.
-func (s *SwarmStack) outputs() pulumi.Map {
+func (s *Swarm) outputs() pulumi.Map {
 	return pulumi.Map{"url": s.URL, "services": s.Services, "redisVolume": s.RedisVolume, "networks": s.Networks}
+}
+
+// swarmImage is svc's image as every node can pull it: built here and
+// pushed to tally:registry, pinned by its digest, or as it is named.
+func swarmImage(ctx *pulumi.Context, n names, svc service, cfg Config, files Files, on []pulumi.ResourceOption) (pulumi.StringInput, error) {
+	switch {
+	case svc.image.build:
+		return builtImage(ctx, n, svc.role, cfg, files, on)
+	case svc.image.pin:
+		return pinned(ctx, n.of(svc.role, "image"), svc.image.ref, on)
+	}
+	return pulumi.String(svc.image.ref), nil
 }
 
 // pinned is image by its digest in the registry, which Swarm keeps as it
@@ -144,27 +115,22 @@ func pinned(ctx *pulumi.Context, name, image string, on []pulumi.ResourceOption)
 	}).(pulumi.StringOutput), nil
 }
 
-func replicated(n int) docker.ServiceModeArgs {
-	return docker.ServiceModeArgs{Replicated: docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(n)}}
-}
-
 // serviceArgs is svc as a Swarm service, hardened as the containers of the
 // docker target are (containerArgs) but for no-new-privileges, which the
 // provider (v4.10.0) has no setting for on a service. secret, when svc
-// reads the password, is mounted at passwordPath; constraint, if any,
-// places its tasks.
+// reads the password, is mounted at passwordPath.
 //
 // Durations are written as the provider reads them back ("10s", not
 // "10000ms"), networks by ID, and every setting the daemon would otherwise
 // fill in is set: anything read back that differs from the program is a
 // diff on every up.
-func serviceArgs(n names, svc service, image pulumi.StringInput, nets map[string]*docker.Network, secret *docker.Secret, mode docker.ServiceModeArgs, constraint string) *docker.ServiceArgs {
+func serviceArgs(n names, svc service, image pulumi.StringInput, nets map[string]*docker.Network, secret *docker.Secret) *docker.ServiceArgs {
 	// A writable /tmp in memory, bounded by the memory limit: the provider
 	// panics on any tmpfs option (v4.10.0 reads their numbers as int64).
 	// Redis' data on a volume of the node it is placed on, which Swarm
 	// creates on first use and never removes.
 	mounts := docker.ServiceTaskSpecContainerSpecMountArray{docker.ServiceTaskSpecContainerSpecMountArgs{
-		Type: pulumi.String("tmpfs"), Target: pulumi.String("/tmp"),
+		Type: pulumi.String("tmpfs"), Target: pulumi.String(tmpDir),
 	}}
 	if svc.dataDir != "" {
 		mounts = append(mounts, docker.ServiceTaskSpecContainerSpecMountArgs{
@@ -180,7 +146,7 @@ func serviceArgs(n names, svc service, image pulumi.StringInput, nets map[string
 		Image:    image,
 		Env:      env,
 		ReadOnly: pulumi.Bool(true),
-		CapDrops: pulumi.StringArray{pulumi.String("ALL")},
+		CapDrops: pulumi.StringArray{pulumi.String(dropAll)},
 		Mounts:   mounts,
 		Healthcheck: docker.ServiceTaskSpecContainerSpecHealthcheckArgs{
 			Tests:       pulumi.ToStringArray(svc.health),
@@ -228,21 +194,37 @@ func serviceArgs(n names, svc service, image pulumi.StringInput, nets map[string
 			Condition: pulumi.String("any"), Delay: pulumi.String("1s"), MaxAttempts: pulumi.Int(0), Window: pulumi.String("0s"),
 		},
 		LogDriver: docker.ServiceTaskSpecLogDriverArgs{
-			Name:    pulumi.String("json-file"),
-			Options: pulumi.StringMap{"max-size": pulumi.String(logMaxSize), "max-file": pulumi.String(logMaxFiles)},
+			Name:    pulumi.String(logDriver),
+			Options: logOptions(),
 		},
 	}
-	if constraint != "" {
-		task.Placement = docker.ServiceTaskSpecPlacementArgs{Constraints: pulumi.StringArray{pulumi.String(constraint)}}
+	if svc.placement != "" {
+		task.Placement = docker.ServiceTaskSpecPlacementArgs{Constraints: pulumi.StringArray{pulumi.String(svc.placement)}}
+	}
+	endpoint := docker.ServiceEndpointSpecArgs{Mode: pulumi.String("dnsrr")}
+	if svc.publish != 0 {
+		endpoint.Ports = docker.ServiceEndpointSpecPortArray{docker.ServiceEndpointSpecPortArgs{
+			TargetPort: pulumi.Int(svc.port), PublishedPort: pulumi.Int(svc.publish),
+			PublishMode: pulumi.String("host"), Protocol: pulumi.String("tcp"),
+		}}
+	}
+	mode := docker.ServiceModeArgs{Global: pulumi.Bool(true)}
+	if svc.replicas != everyNode {
+		mode = docker.ServiceModeArgs{Replicated: docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(svc.replicas)}}
 	}
 	args := &docker.ServiceArgs{
 		Name:         pulumi.String(n.of(svc.role)),
 		Labels:       serviceLabels(n.labels(svc.role)),
 		TaskSpec:     task,
 		Mode:         mode,
-		EndpointSpec: docker.ServiceEndpointSpecArgs{Mode: pulumi.String("dnsrr")},
+		EndpointSpec: endpoint,
+		// One task at a time, in svc's order; a task that fails its health
+		// check rolls the update back (start-first: the old task still
+		// serves meanwhile).
+		UpdateConfig:   updateConfig(string(svc.replace)),
+		RollbackConfig: rollbackConfig(string(svc.replace)),
 	}
-	if mode.Global == nil {
+	if svc.replicas != everyNode {
 		// `up` returns once every task runs and is healthy, or fails. The
 		// provider cannot wait for a global service; Swarm still rolls a
 		// failing update of one back by itself.

@@ -1,7 +1,7 @@
-package tally
+package stack
 
 import (
-	"fmt"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -92,6 +92,13 @@ func testConfig() map[string]string {
 // runProgram runs the stack under mocks, as `pulumi up` would run main.
 func runProgram(t *testing.T, stack string, config map[string]string, files Files) (run, error) {
 	t.Helper()
+	return runServices(t, stack, config, files, nil)
+}
+
+// runServices is runProgram with the service list changed by edit (nil
+// for none), as a change to services() would change it.
+func runServices(t *testing.T, stack string, config map[string]string, files Files, edit func([]service) []service) (run, error) {
+	t.Helper()
 	m := &mocks{}
 	result := run{outputs: map[string]any{}}
 	// The outputs resolve on Pulumi's goroutines, possibly after RunErr
@@ -102,7 +109,11 @@ func runProgram(t *testing.T, stack string, config map[string]string, files File
 		if err != nil {
 			return err
 		}
-		outputs, err := NewStack(ctx, cfg, files)
+		svcs := services(cfg, files)
+		if edit != nil {
+			svcs = edit(svcs)
+		}
+		outputs, err := declare(ctx, cfg, files, svcs)
 		if err != nil {
 			return err
 		}
@@ -172,13 +183,38 @@ func plain(v resource.PropertyValue) resource.PropertyValue {
 	}
 }
 
-func str(m resource.PropertyMap, key string) string {
-	v := plain(m[resource.PropertyKey(key)])
-	switch {
-	case v.IsString():
-		return v.StringValue()
-	case v.IsNull():
-		return ""
+// decode returns a resource's inputs as T, a struct of the fields a test
+// reads (JSON names, matched without regard to case), secrets unwrapped.
+func decode[T any](t *testing.T, res recorded) T {
+	t.Helper()
+	var v T
+	b, err := json.Marshal(plainValue(resource.NewObjectProperty(res.inputs)))
+	if err == nil {
+		err = json.Unmarshal(b, &v)
 	}
-	return fmt.Sprint(v.V)
+	if err != nil {
+		t.Fatalf("decoding the inputs of %s: %v", res.name, err)
+	}
+	return v
+}
+
+func plainValue(v resource.PropertyValue) any {
+	v = plain(v)
+	switch {
+	case v.IsArray():
+		out := []any{}
+		for _, e := range v.ArrayValue() {
+			out = append(out, plainValue(e))
+		}
+		return out
+	case v.IsObject():
+		out := map[string]any{}
+		for k, e := range v.ObjectValue() {
+			out[string(k)] = plainValue(e)
+		}
+		return out
+	case v.IsComputed() || v.IsNull():
+		return nil
+	}
+	return v.V
 }

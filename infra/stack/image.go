@@ -1,4 +1,4 @@
-package tally
+package stack
 
 import (
 	"strings"
@@ -7,13 +7,13 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
-// builtImage builds the repository's Dockerfile on the engine the provider
-// reaches, tagged with the hash of its inputs so that only a change to the
+// builtImage builds the repository's Dockerfile as role's image, on the
+// engine the provider reaches, tagged with the hash of its inputs so that only a change to the
 // app rolls the replicas. With tally:registry it is pushed there and named
 // by digest, which every node of a swarm can pull and which reads back
 // unchanged; without, it stays on the host that built it.
-func builtImage(ctx *pulumi.Context, n names, cfg Config, files Files, on []pulumi.ResourceOption) (pulumi.StringOutput, error) {
-	name := n.of("web") + ":" + files.AppHash
+func builtImage(ctx *pulumi.Context, n names, role string, cfg Config, files Files, on []pulumi.ResourceOption) (pulumi.StringOutput, error) {
+	name := n.of(role) + ":" + files.AppHash
 	args := &docker.ImageArgs{
 		ImageName: pulumi.String(name),
 		SkipPush:  pulumi.Bool(true),
@@ -30,7 +30,7 @@ func builtImage(ctx *pulumi.Context, n names, cfg Config, files Files, on []pulu
 		args.SkipPush = pulumi.Bool(false)
 		args.Registry = docker.RegistryArgs{Server: pulumi.String(server)}
 	}
-	img, err := docker.NewImage(ctx, n.of("web-image"), args, on...)
+	img, err := docker.NewImage(ctx, n.of(role, "image"), args, on...)
 	if err != nil {
 		return pulumi.StringOutput{}, err
 	}

@@ -1,6 +1,9 @@
-package tally
+package stack
 
 import (
+	"errors"
+	"slices"
+
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -18,7 +21,18 @@ type passwordFile struct {
 	password Secret
 }
 
-func newPasswordFile(ctx *pulumi.Context, n names, password Secret, image pulumi.StringInput, on []pulumi.ResourceOption) (*passwordFile, error) {
+// The holder runs no program, but needs an image and a user; it takes those
+// of the first service that reads the file and runs a pulled image (the
+// built app image has no shell). None is made when no service reads it.
+func newPasswordFile(ctx *pulumi.Context, n names, password Secret, svcs []service, images map[string]pulumi.StringInput, on []pulumi.ResourceOption) (*passwordFile, error) {
+	i := slices.IndexFunc(svcs, func(svc service) bool { return svc.password && !svc.image.build })
+	if i < 0 {
+		if slices.ContainsFunc(svcs, func(svc service) bool { return svc.password }) {
+			return nil, errors.New("the password file needs a service that reads it and runs a pulled image, for its holder")
+		}
+		return nil, nil
+	}
+	image, user := images[svcs[i].role], svcs[i].user
 	volume, err := docker.NewVolume(ctx, n.of("secrets"), &docker.VolumeArgs{
 		Name:   pulumi.String(n.of("secrets")),
 		Labels: volumeLabels(n.labels("secrets")),
@@ -29,7 +43,7 @@ func newPasswordFile(ctx *pulumi.Context, n names, password Secret, image pulumi
 	args := hardened(&docker.ContainerArgs{
 		Image:       image,
 		Command:     pulumi.StringArray{pulumi.String("true")},
-		User:        pulumi.String(redisUser),
+		User:        pulumi.String(user),
 		NetworkMode: pulumi.String("none"),
 		Volumes: docker.ContainerVolumeArray{docker.ContainerVolumeArgs{
 			VolumeName: volume.Name, ContainerPath: pulumi.String(secretsDir),

@@ -1,4 +1,4 @@
-package tally
+package stack
 
 import (
 	"cmp"
@@ -6,6 +6,7 @@ import (
 	"os"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -22,22 +23,33 @@ func containerNames(r run) []string {
 }
 
 func TestResourcesPerReplicaCount(t *testing.T) {
-	for _, replicas := range []string{"1", "3", "5"} {
-		r := mustRun(t, "dev", with(testConfig(), "tally:replicas", replicas))
+	for _, replicas := range []int{1, 3, 5} {
+		config := with(testConfig(), "tally:replicas", strconv.Itoa(replicas))
+		r := mustRun(t, "dev", config)
+		// One container per instance of each service, and the holder of
+		// the password file; a data volume per service that has data, and
+		// the password file's.
+		containers, volumes := 1, 1
+		for _, svc := range services(Config{Replicas: replicas}, Files{}) {
+			containers += max(svc.replicas, 1)
+			if svc.dataDir != "" {
+				volumes++
+			}
+		}
 		webs := 0
 		for _, c := range r.byType(containerType) {
 			if strings.HasPrefix(c.name, "tally-dev-web-") {
 				webs++
 			}
 		}
-		if want := replicas[0] - '0'; webs != int(want) {
-			t.Errorf("replicas=%s: %d web containers", replicas, webs)
+		if webs != replicas {
+			t.Errorf("replicas=%d: %d web containers", replicas, webs)
 		}
-		if n := len(r.byType(containerType)); n != webs+3 {
-			t.Errorf("replicas=%s: %d containers, want web + redis + nginx + the password file's holder", replicas, n)
+		if n := len(r.byType(containerType)); n != containers {
+			t.Errorf("replicas=%d: %d containers, want %d: each service's and the password file's holder", replicas, n, containers)
 		}
-		if n, v := len(r.byType(networkType)), len(r.byType(volumeType)); n != 2 || v != 2 {
-			t.Errorf("replicas=%s: %d networks and %d volumes, want 2 and 2 (data, secrets)", replicas, n, v)
+		if n, v := len(r.byType(networkType)), len(r.byType(volumeType)); n != 2 || v != volumes {
+			t.Errorf("replicas=%d: %d networks and %d volumes, want 2 and %d (data, secrets)", replicas, n, v, volumes)
 		}
 		if got, _ := r.outputs["webContainers"].([]string); len(got) != webs {
 			t.Errorf("webContainers output = %v", got)
@@ -96,7 +108,7 @@ func TestNewAppImageReplacesOnlyWeb(t *testing.T) {
 			t.Errorf("%s changed=%v on a new app image; want only web containers and the image to change", res.name, changed)
 		}
 		if isWeb && res.typ == containerType {
-			if name := str(res.inputs, "name"); name != "" {
+			if name := decode[containerInputs](t, res).Name; name != "" {
 				t.Errorf("%s sets its Docker name %q; a replacement would clash with it", res.name, name)
 			}
 			if !res.deleteBeforeSet || res.deleteBefore {
@@ -108,27 +120,25 @@ func TestNewAppImageReplacesOnlyWeb(t *testing.T) {
 
 func TestRedisIsIsolatedAndPersistent(t *testing.T) {
 	r := mustRun(t, "dev", testConfig())
-	redis := r.named("tally-dev-redis")
-	if v := redis.inputs["ports"]; !v.IsNull() && len(plain(v).ArrayValue()) > 0 {
-		t.Errorf("Redis publishes ports: %v", v)
+	redis := decode[containerInputs](t, r.named("tally-dev-redis"))
+	if len(redis.Ports) > 0 {
+		t.Errorf("Redis publishes ports: %v", redis.Ports)
 	}
-	nets := plain(redis.inputs["networksAdvanced"]).ArrayValue()
-	if len(nets) != 1 || str(plain(nets[0]).ObjectValue(), "name") != "tally-dev-backend" {
-		t.Errorf("Redis networks = %v, want only tally-dev-backend", nets)
+	if len(redis.NetworksAdvanced) != 1 || redis.NetworksAdvanced[0].Name != "tally-dev-backend" {
+		t.Errorf("Redis networks = %v, want only tally-dev-backend", redis.NetworksAdvanced)
 	}
 	mounts := map[string]string{}
-	for _, v := range plain(redis.inputs["volumes"]).ArrayValue() {
-		mounts[str(plain(v).ObjectValue(), "containerPath")] = str(plain(v).ObjectValue(), "volumeName")
+	for _, v := range redis.Volumes {
+		mounts[v.ContainerPath] = v.VolumeName
 	}
 	if want := map[string]string{"/data": "tally-dev-redis-data", "/run/secrets": "tally-dev-secrets"}; !reflect.DeepEqual(mounts, want) {
 		t.Errorf("Redis volumes = %v, want %v", mounts, want)
 	}
-	if b := r.named("tally-dev-backend"); !plain(b.inputs["internal"]).BoolValue() {
+	if !decode[networkInputs](t, r.named("tally-dev-backend")).Internal {
 		t.Error("the backend network is not internal")
 	}
-	nginx := r.named("tally-dev-nginx")
-	for _, n := range plain(nginx.inputs["networksAdvanced"]).ArrayValue() {
-		if str(plain(n).ObjectValue(), "name") == "tally-dev-backend" {
+	for _, n := range decode[containerInputs](t, r.named("tally-dev-nginx")).NetworksAdvanced {
+		if n.Name == "tally-dev-backend" {
 			t.Error("nginx is on the backend network, so it could reach Redis")
 		}
 	}
@@ -142,33 +152,24 @@ func TestRedisIsIsolatedAndPersistent(t *testing.T) {
 
 func TestEveryContainerIsHardened(t *testing.T) {
 	r := mustRun(t, "dev", testConfig())
-	for _, c := range r.byType(containerType) {
-		in := c.inputs
-		// The holder of the password file is created and never started.
-		if c.name == "tally-dev-secrets-holder" {
-			if start := in["start"]; start.IsNull() || plain(start).BoolValue() {
-				t.Errorf("%s: started; its root is writable, so it must never run", c.name)
-			}
-		} else if !plain(in["readOnly"]).BoolValue() {
-			t.Errorf("%s: root filesystem not read-only", c.name)
-		}
-		if drops := plain(plain(in["capabilities"]).ObjectValue()["drops"]).ArrayValue(); len(drops) != 1 || plain(drops[0]).StringValue() != "ALL" {
-			t.Errorf("%s: capabilities dropped = %v, want ALL", c.name, drops)
-		}
-		if so := plain(in["securityOpts"]).ArrayValue(); len(so) != 1 || plain(so[0]).StringValue() != "no-new-privileges:true" {
-			t.Errorf("%s: securityOpts = %v", c.name, so)
-		}
-		if c.name != "tally-dev-secrets-holder" && (!plain(in["wait"]).BoolValue() || plain(in["healthcheck"]).IsNull()) {
-			t.Errorf("%s: Pulumi does not wait for a health check", c.name)
-		}
-		if strings.HasPrefix(c.name, "tally-dev-web") && str(in, "cpus") != "1.0" {
-			t.Errorf("%s: CPU limit %q, want 1 (Go sets GOMAXPROCS from it)", c.name, str(in, "cpus"))
-		}
-		// The web image sets its own non-root USER (see Dockerfile).
-		if u := str(in, "user"); !strings.HasPrefix(c.name, "tally-dev-web") && (u == "" || u == "0" || strings.HasPrefix(u, "root") || strings.HasPrefix(u, "0:")) {
-			t.Errorf("%s: runs as %q", c.name, u)
+	all := containersRunning(t, r)
+	expectHardened(t, all, func(name string) bool { return strings.HasPrefix(name, "tally-dev-web") })
+	for _, c := range all {
+		// The holder of the password file is created and never started:
+		// its root is writable.
+		if c.started == (c.name == "tally-dev-secrets-holder") {
+			t.Errorf("%s: started = %v", c.name, c.started)
 		}
 	}
+	for _, res := range r.byType(containerType) {
+		if c := decode[containerInputs](t, res); strings.HasPrefix(res.name, "tally-dev-web") && c.Cpus != "1.0" {
+			t.Errorf("%s: CPU limit %q, want 1 (Go sets GOMAXPROCS from it)", res.name, c.Cpus)
+		}
+	}
+}
+
+// The app image sets its own non-root user; the program runs it as is.
+func TestAppImageIsNotRoot(t *testing.T) {
 	df, err := os.ReadFile("../../Dockerfile")
 	if err != nil || !strings.Contains(string(df), "\nUSER 65532:65532\n") {
 		t.Errorf("the app image does not set a non-root USER")
@@ -225,21 +226,24 @@ func TestPasswordStaysSecret(t *testing.T) {
 
 func TestNamesDependOnTheStack(t *testing.T) {
 	dev, prod := mustRun(t, "dev", testConfig()), mustRun(t, "prod", testConfig())
+	// Each Docker object of a stack, by its name: none may share one.
 	dockerNames := func(r run) map[string]bool {
 		out := map[string]bool{}
+		objects := 0
 		for _, res := range r.resources {
 			if !strings.HasPrefix(res.typ, "docker:index/") || res.typ == "docker:index/remoteImage:RemoteImage" {
 				continue
 			}
+			objects++
 			// Objects without a name are named by Pulumi after the resource.
-			out[cmp.Or(str(res.inputs, "name"), res.name)] = true
+			out[cmp.Or(decode[struct{ Name string }](t, res).Name, res.name)] = true
+		}
+		if len(out) != objects || objects == 0 {
+			t.Errorf("%d Docker objects have %d names: %v", objects, len(out), out)
 		}
 		return out
 	}
 	d, p := dockerNames(dev), dockerNames(prod)
-	if len(d) < 7 {
-		t.Fatalf("found only %d Docker names: %v", len(d), d)
-	}
 	for n := range d {
 		if p[n] {
 			t.Errorf("stacks dev and prod both name a Docker object %q", n)
@@ -248,11 +252,9 @@ func TestNamesDependOnTheStack(t *testing.T) {
 			t.Errorf("Docker name %q is not prefixed by project and stack", n)
 		}
 	}
-	labels := plain(dev.named("tally-dev-nginx").inputs["labels"]).ArrayValue()
 	got := map[string]string{}
-	for _, l := range labels {
-		o := plain(l).ObjectValue()
-		got[str(o, "label")] = str(o, "value")
+	for _, l := range decode[containerInputs](t, dev.named("tally-dev-nginx")).Labels {
+		got[l.Label] = l.Value
 	}
 	if want := map[string]string{"tally.project": "tally", "tally.stack": "dev", "tally.role": "nginx"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("nginx labels = %v, want %v", got, want)
@@ -271,15 +273,15 @@ func TestSameFilesAsCompose(t *testing.T) {
 		return string(b)
 	}
 	envs := map[string]string{}
-	for _, e := range plain(r.named("tally-dev-nginx").inputs["envs"]).ArrayValue() {
-		k, v, _ := strings.Cut(plain(e).StringValue(), "=")
+	for _, e := range decode[containerInputs](t, r.named("tally-dev-nginx")).Envs {
+		k, v, _ := strings.Cut(e, "=")
 		envs[k] = v
 	}
 	if envs["TALLY_NGINX_CONF"] != read("nginx/nginx.conf") || envs["TALLY_UPSTREAM_CONF"] != read("nginx/upstream.conf") {
 		t.Error("nginx's config differs from nginx/nginx.conf and nginx/upstream.conf")
 	}
-	cmd := plain(r.named("tally-dev-redis").inputs["command"]).ArrayValue()
-	if len(cmd) < 3 || plain(cmd[2]).StringValue() != read("redis/start.sh") {
+	cmd := decode[containerInputs](t, r.named("tally-dev-redis")).Command
+	if len(cmd) < 3 || cmd[2] != read("redis/start.sh") {
 		t.Error("Redis does not run redis/start.sh")
 	}
 	compose := read("docker-compose.yml")
@@ -299,10 +301,11 @@ func TestDefaultImagesAreCompose(t *testing.T) {
 		t.Fatalf("images read from docker-compose.yml: %+v", files.Images)
 	}
 	r := mustRun(t, "dev", testConfig())
-	if got := str(r.named("tally-dev-redis-image").inputs, "name"); got != files.Images.Redis {
+	imageName := func(name string) string { return decode[struct{ Name string }](t, r.named(name)).Name }
+	if got := imageName("tally-dev-redis-image"); got != files.Images.Redis {
 		t.Errorf("Redis runs %q, docker-compose.yml says %q", got, files.Images.Redis)
 	}
-	if got := str(r.named("tally-dev-nginx-image").inputs, "name"); got != files.Images.Nginx {
+	if got := imageName("tally-dev-nginx-image"); got != files.Images.Nginx {
 		t.Errorf("nginx runs %q, docker-compose.yml says %q", got, files.Images.Nginx)
 	}
 	df, err := os.ReadFile("../../Dockerfile")

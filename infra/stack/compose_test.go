@@ -1,0 +1,79 @@
+package stack
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// composeService is what docker-compose.yml says of a service, in the
+// fields the Pulumi program must agree with.
+type composeService struct {
+	User        string
+	ReadOnly    bool     `yaml:"read_only"`
+	CapDrop     []string `yaml:"cap_drop"`
+	SecurityOpt []string `yaml:"security_opt"`
+	MemLimit    string   `yaml:"mem_limit"`
+	Cpus        float64
+	Healthcheck struct {
+		Test    []string
+		Retries int
+	}
+	StopSignal      string `yaml:"stop_signal"`
+	StopGracePeriod string `yaml:"stop_grace_period"`
+}
+
+// Every service of the list runs under Compose as the Pulumi program runs
+// it: same user, health check, memory and CPU limits, read-only root,
+// capabilities, no-new-privileges, stop signal and grace.
+func TestComposeAgreesWithTheServiceList(t *testing.T) {
+	b, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compose struct{ Services map[string]composeService }
+	if err := yaml.Unmarshal(b, &compose); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	svcs := services(Config{Replicas: 3}, repoFiles(t))
+	for _, svc := range svcs {
+		c, ok := compose.Services[svc.role]
+		if !ok {
+			t.Errorf("docker-compose.yml has no service %s", svc.role)
+			continue
+		}
+		// Compose writes $ as $$ in a value, so it is not its own variable.
+		test := make([]string, len(c.Healthcheck.Test))
+		for i, arg := range c.Healthcheck.Test {
+			test[i] = strings.ReplaceAll(arg, "$$", "$")
+		}
+		for _, d := range []struct {
+			what          string
+			compose, list any
+		}{
+			{"user", c.User, svc.user},
+			{"read-only root", c.ReadOnly, true},
+			{"capabilities dropped", strings.Join(c.CapDrop, ","), dropAll},
+			{"security options", strings.Join(c.SecurityOpt, ","), noNewPrivileges},
+			{"memory limit", c.MemLimit, strconv.Itoa(svc.memoryMB) + "m"},
+			{"CPU limit", c.Cpus, float64(svc.cpus)},
+			{"health check", strings.Join(test, " "), strings.Join(svc.health, " ")},
+			{"health check retries", c.Healthcheck.Retries, svc.retries},
+			{"stop signal", c.StopSignal, svc.stopSignal},
+			{"stop grace", c.StopGracePeriod, strconv.Itoa(svc.stopGrace) + "s"},
+		} {
+			if d.compose != d.list {
+				t.Errorf("%s: %s is %v in docker-compose.yml, %v in the service list", svc.role, d.what, d.compose, d.list)
+			}
+		}
+	}
+	for role := range compose.Services {
+		if !slices.ContainsFunc(svcs, func(svc service) bool { return svc.role == role }) {
+			t.Errorf("docker-compose.yml runs %s, which the service list does not have", role)
+		}
+	}
+}

@@ -1,0 +1,236 @@
+// Package stack declares the tally stack with Pulumi. What the stack is —
+// its services (services, in this file), each with every trait a target
+// needs to run it — does not depend on where it runs; docker.go turns the
+// list into containers on one Docker host, swarm.go into services of a
+// Docker Swarm, and stack.go picks between them by tally:target.
+package stack
+
+import (
+	"fmt"
+	"net/url"
+)
+
+// service is one service of the stack as every target runs it: what runs,
+// how many and where, how it is replaced, as whom, with what, how it is
+// checked, limited and stopped, and where others find it. A target turns
+// each trait into its own resources; nothing about a particular service is
+// written anywhere else.
+type service struct {
+	role  string // in names and the tally.role label; others' waitsFor
+	image image
+
+	replicas  int    // how many run; everyNode for one on each node placement allows
+	placement string // a Swarm placement constraint; "" for any node
+	replace   order  // how an instance is replaced by a new one
+	waitsFor  []string
+	publish   int // the host port its port is published on; 0 for none
+
+	user       string   // uid:gid; "" is the image's own
+	entrypoint []string // nil is the image's own
+	command    []string // nil is the image's own
+	env        []string // KEY=value
+	health     []string // the health check's command
+	retries    int      // failed checks in a row before it is unhealthy
+	memoryMB   int      // the memory limit, with no swap beyond it
+	cpus       int      // a CPU limit in whole CPUs; 0 for none
+	stopSignal string   // "" is SIGTERM
+	stopGrace  int      // seconds from the stop signal to SIGKILL
+	password   bool     // reads the Redis password at passwordPath
+	dataDir    string   // where its data volume is mounted; "" for none
+	networks   []attachment
+	port       int // the port it listens on
+}
+
+// image is where a service's image comes from.
+type image struct {
+	ref   string // a registry image; with build, "" (or the image to run instead)
+	build bool   // the repository's Dockerfile, built on the host
+	pin   bool   // a swarm runs it by its registry digest (see pinned)
+}
+
+// order is how a running instance makes way for its replacement.
+type order string
+
+const (
+	// startFirst: the new instance starts beside the old, which stops once
+	// the new one is healthy. For what holds nothing of its own, so two
+	// can run at once: no request waits for a replacement.
+	startFirst order = "start-first"
+	// stopFirst: the old instance stops before the new one starts. For what
+	// only one may hold at a time: a data volume, a host port, a fixed name.
+	stopFirst order = "stop-first"
+)
+
+// everyNode as replicas: one instance on every node placement allows (a
+// swarm's global mode); on one engine, one.
+const everyNode = -1
+
+// attachment is a service on one of the stack's networks.
+type attachment struct {
+	network string // frontend (nginx and web) or backend (web and Redis)
+	alias   string // the name others find it by there; "" for none
+}
+
+const (
+	frontend = "frontend"
+	backend  = "backend" // internal: no route out, nothing published
+)
+
+// Roles of the stack's services; the outputs name some of them.
+const (
+	webRole   = "web"
+	redisRole = "redis"
+	nginxRole = "nginx"
+)
+
+// Ports inside the containers; the same as in docker-compose.yml.
+const (
+	appPort   = 8080
+	nginxPort = 8080
+	redisPort = 6379
+)
+
+// DNS names the containers find each other by: nginx/upstream.conf resolves
+// "web", the app connects to "redis".
+const (
+	webAlias   = "web"
+	redisAlias = "redis"
+)
+
+// Users of the official images (and the offline stand-ins); the app image
+// sets its own.
+const (
+	redisUser = "999:999"
+	nginxUser = "101:101"
+)
+
+// Where services run on a swarm.
+const (
+	redisConstraint = "node.labels.tally.redis==true"
+	nginxConstraint = "node.role==manager"
+)
+
+// The Redis password reaches Redis and the app as a file, at the path where
+// Compose mounts its secret, never as an environment value: `docker
+// inspect` shows a container's environment to anyone who may run it.
+const (
+	secretsDir   = "/run/secrets"
+	passwordPath = secretsDir + "/redis_password"
+)
+
+// Health checks, the same as docker-compose.yml's.
+var (
+	webHealthcheck   = []string{"CMD", "/tally", "healthcheck"}
+	redisHealthcheck = []string{"CMD-SHELL", `REDISCLI_AUTH="$(cat "$REDIS_PASSWORD_FILE")" redis-cli ping | grep -q PONG`}
+	// bash's /dev/tcp: the official nginx image and the offline one both
+	// have bash, neither is sure to have curl.
+	nginxHealthcheck = []string{"CMD", "bash", "-c",
+		`exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /nginx-health HTTP/1.0\r\n\r\n' >&3 && grep -q ' 200 ' <&3`}
+)
+
+// nginxStart writes the config files, passed in the environment, to /tmp and
+// starts nginx on them. Passing content rather than mounting files works on a
+// remote host and with a read-only root filesystem.
+const nginxStart = `set -eu
+mkdir -p /tmp/nginx
+printf '%s' "$TALLY_NGINX_CONF" > /tmp/nginx/nginx.conf
+printf '%s' "$TALLY_UPSTREAM_CONF" > /tmp/nginx/upstream.conf
+exec nginx -p /tmp/nginx/ -c nginx.conf -g 'daemon off;'`
+
+// services is the stack, in the order the services start: each one waits
+// only for services before it.
+func services(cfg Config, files Files) []service {
+	return []service{{
+		role:  redisRole,
+		image: image{ref: cfg.RedisImage, pin: true},
+		// One instance holds the data volume.
+		replicas: 1, replace: stopFirst,
+		placement: redisConstraint, // its volume is on that node
+		user:      redisUser,
+		// The script's text runs as `sh -c`, so a remote host needs no copy.
+		command: []string{"sh", "-c", files.RedisStart, "redis-start"},
+		env:     []string{"REDIS_PASSWORD_FILE=" + passwordPath},
+		health:  redisHealthcheck, retries: 15,
+		memoryMB: 256,
+		// Time to write the AOF and the final snapshot on the way down.
+		stopGrace: 30,
+		password:  true,
+		dataDir:   "/data",
+		networks:  []attachment{{backend, redisAlias}},
+		port:      redisPort,
+	}, {
+		role: webRole,
+		// tally:appImage, or the repository's Dockerfile.
+		image:    image{ref: cfg.AppImage, build: cfg.AppImage == ""},
+		replicas: cfg.Replicas, replace: startFirst,
+		waitsFor: []string{redisRole},
+		env: []string{
+			fmt.Sprintf("REDIS_ADDR=%s:%d", redisAlias, redisPort),
+			"REDIS_PASSWORD_FILE=" + passwordPath,
+			fmt.Sprintf("PORT=%d", appPort),
+		},
+		health: webHealthcheck, retries: 3,
+		memoryMB: 64,
+		// Go sets GOMAXPROCS from the limit: one scheduler thread per
+		// replica, which measured faster than one per machine core when
+		// several replicas share a machine (bench/results.md).
+		cpus: 1,
+		// SIGTERM, then time to finish in-flight requests (the app's
+		// SHUTDOWN_TIMEOUT is 10s) before it is killed.
+		stopGrace: 15,
+		password:  true,
+		networks:  []attachment{{frontend, webAlias}, {backend, ""}},
+		port:      appPort,
+	}, {
+		role:  nginxRole,
+		image: image{ref: cfg.NginxImage, pin: true},
+		// The edge of every manager of a swarm, each with the port on its
+		// own address; the published port is the node's, so the old nginx
+		// stops before the new one takes it.
+		replicas: everyNode, replace: stopFirst,
+		placement:  nginxConstraint,
+		waitsFor:   []string{webRole},
+		publish:    cfg.HTTPPort,
+		user:       nginxUser,
+		entrypoint: []string{"sh", "-c", nginxStart},
+		env:        []string{"TALLY_NGINX_CONF=" + files.NginxConf, "TALLY_UPSTREAM_CONF=" + files.UpstreamConf},
+		health:     nginxHealthcheck, retries: 5,
+		memoryMB:   64,
+		stopSignal: "SIGQUIT", // nginx's graceful stop
+		// Without it nginx is killed, cutting the requests it holds.
+		stopGrace: 10,
+		// nginx finds the replicas through DNS (nginx/upstream.conf), so
+		// nothing here depends on their number: scaling leaves it be.
+		networks: []attachment{{frontend, ""}},
+		port:     nginxPort,
+	}}
+}
+
+// checkServices says what in the list no target could run: a service
+// waiting for one that does not start before it, or two with one role.
+func checkServices(svcs []service) error {
+	seen := map[string]bool{}
+	for _, svc := range svcs {
+		if seen[svc.role] {
+			return fmt.Errorf("two services have the role %q", svc.role)
+		}
+		for _, dep := range svc.waitsFor {
+			if !seen[dep] {
+				return fmt.Errorf("service %s waits for %q, which is not a service listed before it", svc.role, dep)
+			}
+		}
+		if svc.replicas == 0 || svc.replicas < everyNode {
+			return fmt.Errorf("service %s: %d replicas", svc.role, svc.replicas)
+		}
+		seen[svc.role] = true
+	}
+	return nil
+}
+
+// urlHost is the host name clients use to reach the Docker host.
+func urlHost(dockerHost string) string {
+	if u, err := url.Parse(dockerHost); err == nil && (u.Scheme == "ssh" || u.Scheme == "tcp") && u.Hostname() != "" {
+		return u.Hostname()
+	}
+	return "localhost"
+}
