@@ -3,15 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"tally/testkit"
@@ -131,7 +127,7 @@ func (b *deployBench) fromEmpty() error {
 		if err := b.pulumi("up", "--yes"); err != nil {
 			return err
 		}
-		return waitFor(60*time.Second, func() bool { code, _ := get(b.url("/count")); return code == 200 })
+		return testkit.WaitFor(60*time.Second, answers(b.url("/count")))
 	})
 	return err
 }
@@ -158,7 +154,7 @@ func (b *deployBench) appChange() error {
 // every replica serves the new page, with clients counting visits.
 func (b *deployBench) rollout(how string, deploy func() error) error {
 	var marker string
-	load := startLoad(b.url("/count"), 4)
+	stop := testkit.SteadyLoad(b.url("/count"), 4)
 	row, err := b.timed("one-line app change → every replica serves it", how, func() error {
 		marker = fmt.Sprintf("bench change %d", time.Now().UnixNano())
 		return appendTo(filepath.Join(b.copy, "app", "web", "pages", "index.html"), "<p>"+marker+"</p>\n")
@@ -166,13 +162,13 @@ func (b *deployBench) rollout(how string, deploy func() error) error {
 		if err := deploy(); err != nil {
 			return err
 		}
-		return waitFor(60*time.Second, func() bool { return servedByAll(b.url("/"), marker) })
+		return testkit.WaitFor(60*time.Second, func() bool { return servedByAll(b.url("/"), marker) })
 	})
-	ok, failed := load.stop()
+	load := stop()
 	if err != nil {
 		return err
 	}
-	row.note = fmt.Sprintf("%d requests answered 200 during the %d rollouts, %d failed", ok, b.runs, failed)
+	row.note = fmt.Sprintf("%d requests answered 200 during the %d rollouts, %d failed", load.OK, b.runs, load.Failed())
 	return nil
 }
 
@@ -189,7 +185,7 @@ func (b *deployBench) scale() error {
 		if err := b.pulumi("up", "--yes"); err != nil {
 			return err
 		}
-		return waitFor(30*time.Second, func() bool { return instances(b.url("/"), 60) >= 5 })
+		return testkit.WaitFor(30*time.Second, func() bool { return instances(b.url("/"), 60) >= 5 })
 	})
 	if err == nil {
 		err = b.pulumi("destroy", "--yes")
@@ -221,7 +217,7 @@ func (b *deployBench) compose() error {
 		if err := run("docker", "compose", "-p", project, "up", "-d", "--build", "--wait", "--scale", "web=3"); err != nil {
 			return err
 		}
-		return waitFor(60*time.Second, func() bool { code, _ := get(b.url("/count")); return code == 200 })
+		return testkit.WaitFor(60*time.Second, answers(b.url("/count")))
 	}); err != nil {
 		return err
 	}
@@ -243,86 +239,31 @@ func (b *deployBench) table() string {
 	return s.String()
 }
 
-// load sends GETs from workers until stopped, counting answers.
-type load struct {
-	ok, failed atomic.Int64
-	done       chan struct{}
-	wg         sync.WaitGroup
-}
-
-func startLoad(url string, workers int) *load {
-	l := &load{done: make(chan struct{})}
-	for range workers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for {
-				select {
-				case <-l.done:
-					return
-				default:
-				}
-				if code, _ := get(url); code == 200 {
-					l.ok.Add(1)
-				} else {
-					l.failed.Add(1)
-				}
-			}
-		}()
-	}
-	return l
-}
-
-func (l *load) stop() (ok, failed int64) {
-	close(l.done)
-	l.wg.Wait()
-	return l.ok.Load(), l.failed.Load()
-}
-
-var client = &http.Client{Timeout: 10 * time.Second}
-
-func get(url string) (int, string) {
-	resp, err := client.Get(url)
-	if err != nil {
-		return 0, ""
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
-}
-
 // servedByAll says whether 30 answers in a row carry marker: with nginx
 // spreading them, every replica then serves the new page.
 func servedByAll(url, marker string) bool {
 	for range 30 {
-		if code, body := get(url); code != 200 || !strings.Contains(body, marker) {
+		if code, body, _ := testkit.Page(url); code != 200 || !strings.Contains(body, marker) {
 			return false
 		}
 	}
 	return true
 }
 
-// instances counts the replicas that answer among n requests (the page's
-// footer names the one that served it).
+// instances counts the replicas that answer among n requests.
 func instances(url string, n int) int {
 	seen := map[string]bool{}
 	for range n {
-		if _, body := get(url); strings.Contains(body, "Served by ") {
-			seen[strings.SplitN(strings.SplitN(body, "Served by ", 2)[1], "<", 2)[0]] = true
+		if r := testkit.Get(url); r.Code == 200 {
+			seen[r.Instance] = true
 		}
 	}
 	return len(seen)
 }
 
-func waitFor(limit time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %v", limit)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return nil
+// answers says whether url answers 200.
+func answers(url string) func() bool {
+	return func() bool { return testkit.Get(url).Code == 200 }
 }
 
 func appendTo(path, text string) error {

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"tally/testkit"
 )
 
 const password = "bench-password"
@@ -52,8 +54,15 @@ func main() {
 }
 
 func run() error {
+	images, err := testkit.PickImages(*root, logf)
+	if err != nil {
+		return err
+	}
+	if *goImage != "" {
+		images["GO_IMAGE"] = *goImage
+	}
 	if *deployOnly {
-		table, err := runDeployBench(*root, deployImages(), *deployRuns)
+		table, err := runDeployBench(*root, images, *deployRuns)
 		fmt.Print(table)
 		return err
 	}
@@ -157,7 +166,7 @@ func run() error {
 	if *quick {
 		r.ImageNote = "-quick"
 	} else {
-		r.ImageMB, r.ImageNote = imageSize(*root, *goImage)
+		r.ImageMB, r.ImageNote = imageSize(*root, images["GO_IMAGE"])
 		r.GoBench = goBench(*root)
 	}
 	switch {
@@ -168,7 +177,7 @@ func run() error {
 	default:
 		logf("deploys: pulumi and Compose on this engine, %d runs each", *deployRuns)
 		procs.stopAll() // the loopback scenarios are done; give the deploys the cores
-		r.Deploy, err = runDeployBench(*root, deployImages(), *deployRuns)
+		r.Deploy, err = runDeployBench(*root, images, *deployRuns)
 		if err != nil {
 			r.DeployNote = "failed: " + err.Error()
 		}
@@ -565,55 +574,33 @@ func rssKB(pid int) int64 {
 	return 0
 }
 
+// imageProject is the Compose project the benchmark builds the app image in.
+const imageProject = "tally-bench"
+
 // imageSize builds the app image and returns its size in MB, or a note
 // saying why it could not.
 func imageSize(root, goImage string) (float64, string) {
 	if exec.Command("docker", "info").Run() != nil {
 		return 0, "no Docker engine"
 	}
-	if goImage == "" {
-		goImage = localImage("GO_IMAGE", "golang:1.26")
-	}
 	logf("building the app image with %s", goImage)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	// With Compose, as users build it: the Dockerfile's cache mounts need
 	// BuildKit, which Compose v2 brings and a plain `docker build` may not.
-	build := exec.CommandContext(ctx, "docker", "compose", "-p", "tally-bench", "build", "web")
+	build := exec.CommandContext(ctx, "docker", "compose", "-p", imageProject, "build", "web")
 	build.Dir = root
 	build.Env = append(os.Environ(), "GO_IMAGE="+goImage)
 	if out, err := build.CombinedOutput(); err != nil {
 		return 0, "image build failed: " + strings.TrimSpace(lastLine(string(out)))
 	}
-	out, err := exec.Command("docker", "image", "inspect", "-f", "{{.Size}}", "tally-bench-web:latest").Output()
+	// Compose tags what it builds <project>-<service>.
+	out, err := exec.Command("docker", "image", "inspect", "-f", "{{.Size}}", imageProject+"-web").Output()
 	if err != nil {
 		return 0, err.Error()
 	}
 	n, _ := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
 	return n / 1e6, ""
-}
-
-// deployImages are the images the deploys run.
-func deployImages() map[string]string {
-	return map[string]string{
-		"REDIS_IMAGE": localImage("REDIS_IMAGE", "redis:8.0"),
-		"NGINX_IMAGE": localImage("NGINX_IMAGE", "nginx:1.30"),
-		"GO_IMAGE":    localImage("GO_IMAGE", "golang:1.26"),
-	}
-}
-
-// localImage is the image named by env, else official if this engine has
-// it, else the stand-in make offline-images builds.
-func localImage(env, official string) string {
-	if v := os.Getenv(env); v != "" {
-		return v
-	}
-	offline := "tally-offline/" + official
-	if exec.Command("docker", "image", "inspect", official).Run() != nil &&
-		exec.Command("docker", "image", "inspect", offline).Run() == nil {
-		return offline
-	}
-	return official
 }
 
 // cpuProfile takes a CPU profile of replica 1 while /count is measured and
@@ -646,7 +633,7 @@ func cpuProfile(bin string, debugPort int, dir string) string {
 
 func goBench(root string) string {
 	logf("running the Go benchmarks")
-	cmd := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-benchtime", "2s", "-count", "1", "./web/")
+	cmd := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-benchtime", "2s", "-count", "1", "./web/", "./redis/")
 	cmd.Dir = filepath.Join(root, "app")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -688,13 +675,14 @@ func machine() string {
 	return fmt.Sprintf("%d × %s, Linux %s, %s", runtime.NumCPU(), model, rel, runtime.Version())
 }
 
+// freePort is testkit.OpenPort for the benchmark, which cannot go on
+// without one.
 func freePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testkit.OpenPort()
 	if err != nil {
 		panic(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 func median(ds []time.Duration) time.Duration {

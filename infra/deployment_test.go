@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -334,13 +333,11 @@ func (d *deployment) expectInstances(n int) {
 // page returns the HTML nginx answers for path.
 func (d *deployment) page(path string) string {
 	d.t.Helper()
-	resp, err := testkit.Client.Get(d.url + path)
+	_, body, err := testkit.Page(d.url + path)
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	return body
 }
 
 // logFailures logs what nginx said of the requests that did not get 200.

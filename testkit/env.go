@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -20,28 +21,44 @@ func Missing(t testing.TB, what string) {
 	t.Skipf("skipping: %s", what)
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that nothing listens on.
+// OpenPort returns a TCP port on 127.0.0.1 that nothing listens on.
+func OpenPort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// FreePort is OpenPort for a test.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := OpenPort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
-// WaitUntil polls cond every 50 ms until it holds or limit passes.
-func WaitUntil(limit time.Duration, cond func() bool) bool {
+// WaitFor polls cond every 50 ms until it holds, or says it did not
+// within limit.
+func WaitFor(limit time.Duration, cond func() bool) error {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		if cond() {
-			return true
+			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return cond()
+	if cond() {
+		return nil
+	}
+	return fmt.Errorf("not within %v", limit)
 }
+
+// WaitUntil is WaitFor as a yes or no.
+func WaitUntil(limit time.Duration, cond func() bool) bool { return WaitFor(limit, cond) == nil }
 
 // ShownByInspect returns the containers among ids whose `docker inspect`
 // contains secret: their environment, command, labels or anything else

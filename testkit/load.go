@@ -50,6 +50,18 @@ func Get(url string) Reply {
 	return r
 }
 
+// Page returns the status and body of a GET of url as a browser asks for
+// it (HTML).
+func Page(url string) (int, string, error) {
+	resp, err := Client.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
+}
+
 // Tally sums up replies: how many succeeded, how the others failed, which
 // counts and instances were seen.
 type Tally struct {

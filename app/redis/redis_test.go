@@ -4,17 +4,20 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"tally/app"
 	"tally/app/internal/redistest"
+	"tally/app/internal/testenv"
 	"tally/app/redis"
 )
 
-func newCounter(t *testing.T, addr, password string, timeout time.Duration) *redis.Counter {
+func newCounter(t testing.TB, addr, password string, timeout time.Duration) *redis.Counter {
 	c := redis.New(redis.Config{Addr: addr, Password: password, Key: "visits", Timeout: timeout})
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -68,6 +71,64 @@ func TestErrorsSayWhy(t *testing.T) {
 		if !errors.As(err, &ue) || ue.Reason != tc.reason {
 			t.Errorf("%s: Increment error %v, want reason %q", name, err, tc.reason)
 		}
+	}
+}
+
+// A Redis that cannot be reached, or that stalls, fails a visit within the
+// timeout with a reason clients may read (the web layer shows it).
+func TestUnreachableOrStalledRedisFailsWithinTheBound(t *testing.T) {
+	ctx := t.Context()
+	down := newCounter(t, testenv.Addr(testenv.FreePort(t)), redistest.Password, 300*time.Millisecond)
+	srv := redistest.Start(t)
+	stalled := newCounter(t, srv.Addr, redistest.Password, 300*time.Millisecond)
+	for name, tc := range map[string]struct {
+		counter *redis.Counter
+		setup   func()
+		reason  string
+	}{
+		"down":    {down, func() {}, "cannot connect to redis"},
+		"stalled": {stalled, func() { srv.Pause(2 * time.Second) }, "redis did not answer within 300ms"},
+	} {
+		tc.setup()
+		start := time.Now()
+		_, err := tc.counter.Increment(ctx, "")
+		elapsed := time.Since(start)
+		var ue *tally.UnavailableError
+		if !errors.As(err, &ue) || ue.Reason != tc.reason {
+			t.Errorf("%s: Increment error %v, want reason %q", name, err, tc.reason)
+		}
+		// The bound is 300ms; the slack covers a loaded test machine, and
+		// the stall is 2s, so a missing bound still fails.
+		if elapsed > time.Second {
+			t.Errorf("%s: Increment took %v; the bound is 300ms", name, elapsed)
+		}
+	}
+}
+
+// BenchmarkIncrement times a visit's trip to a real Redis: counted with
+// an id (the exactly-once script) and without, beside a raw INCR, the
+// floor under both.
+func BenchmarkIncrement(b *testing.B) {
+	srv := redistest.Start(b)
+	c := newCounter(b, srv.Addr, redistest.Password, time.Second)
+	var ids atomic.Int64
+	for name, visit := range map[string]func() error{
+		"visit with id": func() error {
+			_, err := c.Increment(b.Context(), "id"+strconv.FormatInt(ids.Add(1), 10))
+			return err
+		},
+		"visit without id": func() error { _, err := c.Increment(b.Context(), ""); return err },
+		"raw INCR (floor)": func() error { return srv.Client.Incr(b.Context(), "raw").Err() },
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := visit(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
 	}
 }
 
