@@ -23,18 +23,11 @@ type Docker struct {
 // NewDocker declares svcs on the Docker host cfg names.
 func NewDocker(ctx *pulumi.Context, name string, cfg Config, files Files, svcs []service, opts ...pulumi.ResourceOption) (*Docker, error) {
 	s := &Docker{}
-	if err := ctx.RegisterComponentResource("tally:docker:Stack", name, s, opts...); err != nil {
-		return nil, err
-	}
-	n := namesFor(ctx)
-	on, err := newProvider(ctx, n, cfg, s)
+	b, err := newBase(ctx, "tally:docker:Stack", name, s, cfg, "bridge", opts...)
 	if err != nil {
 		return nil, err
 	}
-	nets, err := networks(ctx, n, "bridge", on)
-	if err != nil {
-		return nil, err
-	}
+	n, on, nets := b.n, b.on, b.nets
 
 	images := map[string]pulumi.StringInput{}
 	for _, svc := range svcs {

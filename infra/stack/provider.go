@@ -38,14 +38,30 @@ func logOptions() pulumi.StringMap {
 	return pulumi.StringMap{"max-size": pulumi.String(logMaxSize), "max-file": pulumi.String(logMaxFiles)}
 }
 
-// newProvider is the docker provider for the engine cfg names, a child of
-// the stack's component.
-func newProvider(ctx *pulumi.Context, n names, cfg Config, parent pulumi.Resource) ([]pulumi.ResourceOption, error) {
-	provider, err := docker.NewProvider(ctx, n.of("docker"), providerArgs(cfg), pulumi.Parent(parent))
-	if err != nil {
-		return nil, err
+// base is what a target declares before its services: the stack's
+// component, the docker provider for the engine cfg names, and the
+// networks.
+type base struct {
+	n    names
+	on   []pulumi.ResourceOption // for every resource: the component as parent, the provider
+	nets map[string]*docker.Network
+}
+
+// newBase registers s as the stack's component of type typ, with its
+// provider and its networks of driver (bridge on one engine, overlay on a
+// swarm).
+func newBase(ctx *pulumi.Context, typ, name string, s pulumi.ComponentResource, cfg Config, driver string, opts ...pulumi.ResourceOption) (base, error) {
+	if err := ctx.RegisterComponentResource(typ, name, s, opts...); err != nil {
+		return base{}, err
 	}
-	return []pulumi.ResourceOption{pulumi.Parent(parent), pulumi.Provider(provider)}, nil
+	b := base{n: namesFor(ctx)}
+	provider, err := docker.NewProvider(ctx, b.n.of("docker"), providerArgs(cfg), pulumi.Parent(s))
+	if err != nil {
+		return base{}, err
+	}
+	b.on = []pulumi.ResourceOption{pulumi.Parent(s), pulumi.Provider(provider)}
+	b.nets, err = networks(ctx, b.n, driver, b.on)
+	return b, err
 }
 
 func providerArgs(cfg Config) *docker.ProviderArgs {

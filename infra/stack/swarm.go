@@ -30,18 +30,11 @@ type Swarm struct {
 // NewSwarm declares svcs on the swarm whose manager cfg names.
 func NewSwarm(ctx *pulumi.Context, name string, cfg Config, files Files, svcs []service, opts ...pulumi.ResourceOption) (*Swarm, error) {
 	s := &Swarm{}
-	if err := ctx.RegisterComponentResource("tally:swarm:Stack", name, s, opts...); err != nil {
-		return nil, err
-	}
-	n := namesFor(ctx)
-	on, err := newProvider(ctx, n, cfg, s)
+	b, err := newBase(ctx, "tally:swarm:Stack", name, s, cfg, "overlay", opts...)
 	if err != nil {
 		return nil, err
 	}
-	nets, err := networks(ctx, n, "overlay", on)
-	if err != nil {
-		return nil, err
-	}
+	n, on, nets := b.n, b.on, b.nets
 
 	// A Swarm secret cannot change, so a new password is a new secret: no
 	// Name, and Pulumi names it with a random suffix, creating the new one
