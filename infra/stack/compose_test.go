@@ -19,6 +19,7 @@ type composeService struct {
 	SecurityOpt []string `yaml:"security_opt"`
 	MemLimit    string   `yaml:"mem_limit"`
 	Cpus        float64
+	PidsLimit   int `yaml:"pids_limit"`
 	Healthcheck struct {
 		Test    []string
 		Retries int
@@ -27,8 +28,14 @@ type composeService struct {
 	StopGracePeriod string `yaml:"stop_grace_period"`
 }
 
+// composeOnly are the services docker-compose.yml runs that the Pulumi
+// program does another way, and how.
+var composeOnly = map[string]string{
+	"redis-password": "writes the password file once into a volume; the program uploads it (password.go)",
+}
+
 // Every service of the list runs under Compose as the Pulumi program runs
-// it: same user, health check, memory and CPU limits, read-only root,
+// it: same user, health check, memory, CPU and PIDs limits, read-only root,
 // capabilities, no-new-privileges, stop signal and grace.
 func TestComposeAgreesWithTheServiceList(t *testing.T) {
 	b, err := os.ReadFile("../../docker-compose.yml")
@@ -61,6 +68,7 @@ func TestComposeAgreesWithTheServiceList(t *testing.T) {
 			{"security options", strings.Join(c.SecurityOpt, ","), noNewPrivileges},
 			{"memory limit", c.MemLimit, strconv.Itoa(svc.memoryMB) + "m"},
 			{"CPU limit", c.Cpus, float64(svc.cpus)},
+			{"PIDs limit", c.PidsLimit, svc.pids},
 			{"health check", strings.Join(test, " "), strings.Join(svc.health, " ")},
 			{"health check retries", c.Healthcheck.Retries, svc.retries},
 			{"stop signal", c.StopSignal, svc.stopSignal},
@@ -71,9 +79,16 @@ func TestComposeAgreesWithTheServiceList(t *testing.T) {
 			}
 		}
 	}
-	for role := range compose.Services {
-		if !slices.ContainsFunc(svcs, func(svc service) bool { return svc.role == role }) {
+	for role, c := range compose.Services {
+		if slices.ContainsFunc(svcs, func(svc service) bool { return svc.role == role }) {
+			continue
+		}
+		if _, ok := composeOnly[role]; !ok {
 			t.Errorf("docker-compose.yml runs %s, which the service list does not have", role)
+		}
+		if !c.ReadOnly || !slices.Equal(c.CapDrop, []string{dropAll}) || !slices.Equal(c.SecurityOpt, []string{noNewPrivileges}) ||
+			c.MemLimit == "" || c.Cpus == 0 || c.PidsLimit == 0 || c.User == "" || strings.HasPrefix(c.User, "0") {
+			t.Errorf("%s in docker-compose.yml is not hardened as every service is: %+v", role, c)
 		}
 	}
 }

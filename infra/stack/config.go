@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ type Config struct {
 
 	Replicas      int
 	HTTPPort      int
+	HTTPBind      string // the host address nginx's port is published on; "" for every one
 	RedisPassword Secret
 	RetainData    bool // keep the Redis volume when the stack is destroyed
 
@@ -97,6 +99,7 @@ func ParseConfig(get func(key string) (string, bool), isSecret func(key string) 
 		KeyPem:        secret("keyPem"),
 		Replicas:      intIn("replicas", 3, 1, 50),
 		HTTPPort:      intIn("httpPort", 8080, 1, 65535),
+		HTTPBind:      str("httpBind", ""),
 		RedisPassword: secret("redisPassword"),
 		RetainData:    true,
 		AppImage:      str("appImage", ""),
@@ -138,6 +141,11 @@ func ParseConfig(get func(key string) (string, bool), isSecret func(key string) 
 		errs = append(errs, errors.New("tally:retainData = false does nothing on a swarm: Swarm creates Redis' volume on the node labelled tally.redis=true, outside the stack, and destroy leaves it; to drop the data, docker volume rm it on that node (and unset tally:retainData)"))
 	case cfg.Target == "swarm" && cfg.AppImage == "" && cfg.Registry == "":
 		errs = append(errs, errors.New("tally:target = swarm needs tally:registry, where the nodes pull the app image built here from (e.g. registry.example.com/team), or tally:appImage, an image they can pull"))
+	}
+	if cfg.HTTPBind != "" && net.ParseIP(cfg.HTTPBind) == nil {
+		bad("httpBind", cfg.HTTPBind, "an IP address of the Docker host, e.g. 127.0.0.1 (unset: every address)")
+	} else if cfg.HTTPBind != "" && cfg.Target == "swarm" {
+		errs = append(errs, errors.New("tally:httpBind cannot be set on a swarm: Swarm publishes a host-mode port on every address of the node; bind it with the node's firewall"))
 	}
 	if strings.Contains(cfg.Registry, "://") {
 		bad("registry", cfg.Registry, "a registry host and path without a scheme, e.g. registry.example.com/team or 10.0.0.5:5000")

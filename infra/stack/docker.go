@@ -59,9 +59,11 @@ func NewDocker(ctx *pulumi.Context, name string, cfg Config, files Files, svcs [
 			}}, others...)
 		}
 		if svc.publish != 0 {
-			args.Ports = docker.ContainerPortArray{docker.ContainerPortArgs{
-				Internal: pulumi.Int(svc.port), External: pulumi.Int(svc.publish),
-			}}
+			port := docker.ContainerPortArgs{Internal: pulumi.Int(svc.port), External: pulumi.Int(svc.publish)}
+			if svc.publishOn != "" {
+				port.Ip = pulumi.String(svc.publishOn)
+			}
+			args.Ports = docker.ContainerPortArray{port}
 		}
 		opts := slices.Concat(on, []pulumi.ResourceOption{waitedFor(svc, containers)})
 		if svc.password {
@@ -163,9 +165,7 @@ func containerArgs(n names, svc service, image pulumi.StringInput, nets map[stri
 	if svc.stopSignal != "" {
 		args.StopSignal = pulumi.String(svc.stopSignal)
 	}
-	if svc.cpus > 0 {
-		args.Cpus = pulumi.String(fmt.Sprintf("%d.0", svc.cpus)) // as read back
-	}
+	args.Cpus = pulumi.String(fmt.Sprintf("%d.0", svc.cpus)) // as read back
 	var attach docker.ContainerNetworksAdvancedArray
 	for _, a := range svc.networks {
 		net := docker.ContainerNetworksAdvancedArgs{Name: nets[a.network].Name}

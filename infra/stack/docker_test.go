@@ -343,6 +343,22 @@ func TestOutputs(t *testing.T) {
 	}
 }
 
+// nginx's port is published on every address unless tally:httpBind names one.
+func TestHTTPBind(t *testing.T) {
+	for bind, want := range map[string]string{"": "", "127.0.0.1": "127.0.0.1", "::1": "::1"} {
+		r := mustRun(t, "dev", with(testConfig(), "tally:httpBind", bind))
+		ports := decode[struct {
+			Ports []struct {
+				Ip                 string
+				Internal, External int
+			}
+		}](t, r.named("tally-dev-nginx")).Ports
+		if len(ports) != 1 || ports[0].Ip != want || ports[0].External != 8080 {
+			t.Errorf("httpBind %q: nginx's ports %+v, want 8080 on %q", bind, ports, want)
+		}
+	}
+}
+
 func TestInvalidConfigFailsWithItsReason(t *testing.T) {
 	for _, tc := range []struct {
 		config map[string]string
@@ -353,6 +369,8 @@ func TestInvalidConfigFailsWithItsReason(t *testing.T) {
 		{with(testConfig(), "tally:replicas", "three"), "tally:replicas"},
 		{with(testConfig(), "tally:httpPort", "70000"), "tally:httpPort"},
 		{with(testConfig(), "tally:httpPort", "0"), "from 1 to 65535"},
+		{with(testConfig(), "tally:httpBind", "localhost"), "an IP address"},
+		{with(testConfig(), "tally:target", "swarm", "tally:registry", "r.example.com", "tally:httpBind", "127.0.0.1"), "cannot be set on a swarm"},
 		{map[string]string{}, "tally:redisPassword is not set"},
 		{with(testConfig(), "tally:redisPassword", "has space"), "must not contain"},
 		{with(testConfig(), "tally:dockerHost", "http://example.com"), "scheme unix://, ssh://, tcp://"},

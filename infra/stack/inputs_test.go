@@ -2,9 +2,13 @@ package stack
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
+
+// cpus reads a container's CPU limit as the program writes it ("1.0").
+func cpus(s string) float64 { n, _ := strconv.ParseFloat(s, 64); return n }
 
 // The inputs the tests read, per resource type, as decode fills them.
 
@@ -87,6 +91,7 @@ type running struct {
 	noNewPrivileges *bool
 	health          bool
 	memoryMB        int
+	cpus            float64
 	started         bool // false: created and never started (the password file's holder)
 }
 
@@ -97,7 +102,7 @@ func containersRunning(t *testing.T, r run) []running {
 		nnp := slices.Equal(c.SecurityOpts, []string{noNewPrivileges})
 		out = append(out, running{
 			name: res.name, user: c.User, readOnly: c.ReadOnly, capDrops: c.Capabilities.Drops,
-			noNewPrivileges: &nnp, health: c.Wait && c.Healthcheck != nil, memoryMB: c.Memory,
+			noNewPrivileges: &nnp, health: c.Wait && c.Healthcheck != nil, memoryMB: c.Memory, cpus: cpus(c.Cpus),
 			started: c.Start == nil || *c.Start,
 		})
 	}
@@ -111,7 +116,8 @@ func servicesRunning(t *testing.T, r run) []running {
 		spec := s.TaskSpec.ContainerSpec
 		out = append(out, running{
 			name: res.name, user: spec.User, readOnly: spec.ReadOnly, capDrops: spec.CapDrops,
-			health: spec.Healthcheck != nil, memoryMB: s.TaskSpec.Resources.Limits.MemoryBytes >> 20, started: true,
+			health: spec.Healthcheck != nil, memoryMB: s.TaskSpec.Resources.Limits.MemoryBytes >> 20,
+			cpus: float64(s.TaskSpec.Resources.Limits.NanoCpus) / 1e9, started: true,
 		})
 	}
 	return out
@@ -119,8 +125,8 @@ func servicesRunning(t *testing.T, r run) []running {
 
 // expectHardened holds every container or task to the stack's rules: a
 // read-only root (but for a holder that never starts), no capabilities, no
-// privilege gain where the target can say so, a health check waited for, a
-// memory limit, and no root user (builtImage's sets its own, see
+// privilege gain where the target can say so, a health check waited for,
+// memory and CPU limits, and no root user (builtImage's sets its own, see
 // TestAppImageIsNotRoot).
 func expectHardened(t *testing.T, all []running, builtByRepo func(name string) bool) {
 	t.Helper()
@@ -139,6 +145,9 @@ func expectHardened(t *testing.T, all []running, builtByRepo func(name string) b
 		}
 		if c.memoryMB <= 0 {
 			t.Errorf("%s: no memory limit", c.name)
+		}
+		if c.started && c.cpus <= 0 {
+			t.Errorf("%s: no CPU limit", c.name)
 		}
 		u := c.user
 		if !builtByRepo(c.name) && (u == "" || u == "0" || strings.HasPrefix(u, "root") || strings.HasPrefix(u, "0:")) {

@@ -18,7 +18,7 @@ func extra(svcs []service) []service {
 		user:      "1000:1000",
 		env:       []string{"EXTRA=1"},
 		health:    []string{"CMD", "/extra", "health"}, retries: 2,
-		memoryMB: 32, stopGrace: 5,
+		memoryMB: 32, cpus: 1, stopGrace: 5,
 		password: true,
 		networks: []attachment{{backend, "extra"}},
 		port:     9000,
@@ -101,6 +101,7 @@ func TestAServiceListThatCannotRunIsRefused(t *testing.T) {
 		{func(s []service) []service { return append(s, s[0]) }, "two services have the role"},
 		{func(s []service) []service { s[0].replicas = 0; return s }, "0 replicas"},
 		{func(s []service) []service { s[0].replicas = 2; return s }, "share one container name"},
+		{func(s []service) []service { s[1].cpus = 0; return s }, "a memory and a CPU limit"},
 	} {
 		if _, err := runServices(t, "dev", testConfig(), repoFiles(t), tc.edit); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("error %v, want one saying %q", err, tc.want)

@@ -23,7 +23,8 @@ type service struct {
 	placement string // a Swarm placement constraint; "" for any node
 	replace   order  // how an instance is replaced by a new one
 	waitsFor  []string
-	publish   int // the host port its port is published on; 0 for none
+	publish   int    // the host port its port is published on; 0 for none
+	publishOn string // the host address it is published on; "" for every one
 
 	user       string   // uid:gid; "" is the image's own
 	entrypoint []string // nil is the image's own
@@ -32,11 +33,14 @@ type service struct {
 	health     []string // the health check's command
 	retries    int      // failed checks in a row before it is unhealthy
 	memoryMB   int      // the memory limit, with no swap beyond it
-	cpus       int      // a CPU limit in whole CPUs; 0 for none
-	stopSignal string   // "" is SIGTERM
-	stopGrace  int      // seconds from the stop signal to SIGKILL
-	password   bool     // reads the Redis password at passwordPath
-	dataDir    string   // where its data volume is mounted; "" for none
+	cpus       int      // a CPU limit in whole CPUs
+	// The PIDs limit. docker-compose.yml sets it; the docker provider
+	// (v4.10.0) has no setting for it, on containers or on Swarm services.
+	pids       int
+	stopSignal string // "" is SIGTERM
+	stopGrace  int    // seconds from the stop signal to SIGKILL
+	password   bool   // reads the Redis password at passwordPath
+	dataDir    string // where its data volume is mounted; "" for none
 	networks   []attachment
 	port       int // the port it listens on
 }
@@ -152,6 +156,8 @@ func services(cfg Config, files Files) []service {
 		env:     []string{"REDIS_PASSWORD_FILE=" + passwordPath},
 		health:  redisHealthcheck, retries: 15,
 		memoryMB: 256,
+		cpus:     1, // Redis runs commands on one thread
+		pids:     64,
 		// Time to write the AOF and the final snapshot on the way down.
 		stopGrace: 30,
 		password:  true,
@@ -175,6 +181,7 @@ func services(cfg Config, files Files) []service {
 		// replica, which measured faster than one per machine core when
 		// several replicas share a machine (bench/results.md).
 		cpus: 1,
+		pids: 64,
 		// SIGTERM, then time to finish in-flight requests (the app's
 		// SHUTDOWN_TIMEOUT is 10s) before it is killed.
 		stopGrace: 15,
@@ -191,11 +198,14 @@ func services(cfg Config, files Files) []service {
 		placement:  nginxConstraint,
 		waitsFor:   []string{webRole},
 		publish:    cfg.HTTPPort,
+		publishOn:  cfg.HTTPBind,
 		user:       nginxUser,
 		entrypoint: []string{"sh", "-c", nginxStart},
 		env:        []string{"TALLY_NGINX_CONF=" + files.NginxConf, "TALLY_UPSTREAM_CONF=" + files.UpstreamConf},
 		health:     nginxHealthcheck, retries: 5,
 		memoryMB:   64,
+		cpus:       1,
+		pids:       64,
 		stopSignal: "SIGQUIT", // nginx's graceful stop
 		// Without it nginx is killed, cutting the requests it holds.
 		stopGrace: 10,
@@ -206,8 +216,9 @@ func services(cfg Config, files Files) []service {
 	}}
 }
 
-// checkServices says what in the list no target could run: a service
-// waiting for one that does not start before it, or two with one role.
+// checkServices says what in the list no target could run or the stack
+// does not allow: a service waiting for one that does not start before it,
+// two with one role, one without limits.
 func checkServices(svcs []service) error {
 	seen := map[string]bool{}
 	for _, svc := range svcs {
@@ -221,6 +232,9 @@ func checkServices(svcs []service) error {
 		}
 		if svc.replicas == 0 || svc.replicas < everyNode {
 			return fmt.Errorf("service %s: %d replicas", svc.role, svc.replicas)
+		}
+		if svc.memoryMB <= 0 || svc.cpus <= 0 {
+			return fmt.Errorf("service %s: every service has a memory and a CPU limit (%d MB, %d CPUs)", svc.role, svc.memoryMB, svc.cpus)
 		}
 		seen[svc.role] = true
 	}
