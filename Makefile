@@ -10,7 +10,7 @@ export GOTOOLCHAIN ?= auto
 # Every module in go.work, as package patterns (./app/... ./infra/...).
 PKGS := $(shell go list -m -f '{{.Dir}}/...' 2>/dev/null)
 BIN := $(CURDIR)/bin
-SCRIPTS := .ci/run scripts/rollout.sh offline/build.sh redis/start.sh infra/pulumi.sh lab/lab.sh $(wildcard .github/scripts/*.sh)
+SCRIPTS := .ci/run scripts/rollout.sh scripts/up.sh scripts/setup.sh offline/build.sh redis/start.sh redis/password.sh infra/pulumi.sh lab/lab.sh $(wildcard .github/scripts/*.sh)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: help
@@ -21,14 +21,19 @@ help: ## list the targets
 run: ## run the app on :8080 against REDIS_ADDR (default localhost:6379)
 	cd app && go run -ldflags "-X main.version=$(VERSION)" ./cmd/tally
 
+.PHONY: setup
+setup: ## install what the tests need (as root, on Debian; quick when it is all there); as another user, say what is missing
+	@bash scripts/setup.sh
+
 .PHONY: test
 # Test binaries are built first, in parallel; then the packages run one at a
 # time, so the suites that load a stack (the app's integration tests, the
 # end-to-end suite, the deployment test) never share the two cores with each
 # other or with the compiler: a 3,000-request burst sharing them timed out.
-test: lint ## every test in the workspace (needs redis-server, Docker, pulumi; see README)
+test: setup lint ## every test in the workspace, then govulncheck (make setup first installs what they need)
 	go test -race -count=1 -run '^$$' $(PKGS) >/dev/null
 	go test -race -count=1 -p 1 -timeout 40m $(PKGS)
+	@$(MAKE) -s vuln
 
 .PHONY: lint
 lint: $(BIN)/actionlint ## gofmt check, go vet, actionlint on the workflows, shellcheck
@@ -66,9 +71,8 @@ REPLICAS ?= 3
 COMPOSE ?= docker compose
 
 .PHONY: up
-up: .env .secrets/redis_password ## run the stack: nginx on HTTP_PORT (default 5002), REPLICAS web replicas (default 3), Redis
-	VERSION=$(VERSION) $(COMPOSE) up -d --build --wait --scale web=$(REPLICAS)
-	@echo "tally is up: http://localhost:$$(grep -E '^HTTP_PORT=' .env | cut -d= -f2 || echo 5002)/"
+up: .env ## run the stack: nginx on HTTP_BIND:HTTP_PORT (default 127.0.0.1:5002), REPLICAS web replicas (default 3), Redis; checks the host first
+	@VERSION=$(VERSION) REPLICAS=$(REPLICAS) COMPOSE="$(COMPOSE)" bash scripts/up.sh
 
 .PHONY: down
 down: ## stop and remove the stack's containers; keeps the Redis volume
@@ -82,16 +86,10 @@ logs: ## follow the stack's logs
 ps: ## list the stack's containers
 	$(COMPOSE) ps
 
-# First run: the settings from .env.example, and a random Redis password
-# in a file Compose mounts as a secret. Compose mounts it with its mode on
-# the host, so the containers' users can read it only if everyone may: the
-# directory keeps the host's other users out instead.
+# First run: the settings from .env.example. The Redis password needs no
+# file: the stack makes one on first start (redis/password.sh).
 .env:
 	cp .env.example .env
-.secrets/redis_password:
-	@mkdir -p -m 700 .secrets
-	@(umask 022; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > $@)
-	@echo "wrote $@ with a random Redis password"
 
 .PHONY: offline-images
 offline-images: ## build local redis/nginx/golang images from Debian packages, for hosts that cannot pull
@@ -101,11 +99,13 @@ offline-images: ## build local redis/nginx/golang images from Debian packages, f
 e2e: ## the end-to-end suite: the Compose stack on this Docker engine (needs docker compose v2)
 	go test -count=1 -timeout 20m -v ./e2e/...
 
+# Where the docker CLI finds plugins: for every user, or for this one.
+COMPOSE_PLUGIN_DIR ?= $(if $(filter 0,$(shell id -u)),/usr/local/lib/docker/cli-plugins,$(HOME)/.docker/cli-plugins)
 .PHONY: compose-plugin
-compose-plugin: ## build the Docker Compose v2 CLI plugin from the Go module proxy (for CI machines)
+compose-plugin: ## build the Docker Compose v2 CLI plugin from the Go module proxy (for machines whose packages only have Compose 1.x)
 	cd tools/compose && GOWORK=off go build -trimpath \
 		-ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$$(GOWORK=off go list -m -f '{{.Version}}' github.com/docker/compose/v2)" \
-		-o /usr/local/lib/docker/cli-plugins/docker-compose github.com/docker/compose/v2/cmd
+		-o $(COMPOSE_PLUGIN_DIR)/docker-compose github.com/docker/compose/v2/cmd
 	docker compose version
 
 # --- Pulumi: the stack on any Docker host (see README) ----------------------
