@@ -127,7 +127,7 @@ outputs: ## the stack's outputs: url, webContainers, redisVolume, networks
 
 # --- The lab: extra Docker engines on this machine, as remote hosts --------
 .PHONY: lab-up
-lab-up: ## start the lab's engines (LAB_NODES, default 2; SWARM=1: a swarm of 3 and a registry; root); prints how to reach them as KEY=value
+lab-up: ## start the lab's engines (LAB_NODES, default 2; SWARM=1: a swarm of 3 and a registry; ENGINE=current: Docker Engine 29+'s parts, built once; root); prints how to reach them as KEY=value
 	@bash lab/lab.sh up
 
 .PHONY: lab-down

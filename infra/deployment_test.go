@@ -37,6 +37,14 @@ type engine struct {
 
 func localEngine() engine { return engine{name: "the local engine", addr: "127.0.0.1"} }
 
+// urlHost is the host the stack's url output names for e.
+func (e engine) urlHost() string {
+	if e.addr == "127.0.0.1" {
+		return "localhost"
+	}
+	return e.addr
+}
+
 // docker runs the docker CLI against the engine.
 func (e engine) docker(args ...string) *exec.Cmd {
 	return exec.Command("docker", slices.Concat(e.flags, args)...)

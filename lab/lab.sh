@@ -26,6 +26,11 @@
 # docker-registry, plain HTTP on the bridge, which every node trusts),
 # holding the LAB_IMAGES too as REGISTRY/redis:8.0 and so on.
 #
+# ENGINE=current runs every node on the engine lab/engine.env pins (dockerd,
+# docker-proxy, containerd and runc as Docker Engine 29+ ships them), built
+# from the Go module proxy on first use and cached under LAB_CACHE; the
+# default, ENGINE=system, is this machine's own.
+#
 # Tests send traffic only to 127.0.0.1 and the lab's own addresses. The
 # nodes reach out through this machine (NAT) only as it does itself: the
 # Go module proxy and Debian's mirror, for image builds. `up` runs `down`
@@ -40,6 +45,11 @@ SWARM=${SWARM:-}
 NODES=${LAB_NODES:-$([ "$SWARM" = 1 ] && echo 3 || echo 2)}
 REGISTRY=$NET.1:5000
 USER_NAME=tally-lab # the SSH user, allowed the Docker socket of node 1
+ENGINE=${ENGINE:-system}
+CACHE=${LAB_CACHE:-/var/cache/tally-lab}
+# shellcheck source=lab/engine.env
+source "$(dirname "$0")/engine.env"
+ENGINE_BIN=$CACHE/engine-$MOBY_VERSION-$CONTAINERD_VERSION-$RUNC_VERSION
 
 addr() { echo "$NET.$((10 + $1))"; }
 sock() { echo "$RUN/node$1/docker.sock"; }
@@ -82,6 +92,17 @@ need() {
 		command -v "$cmd" >/dev/null || missing+=("$cmd")
 	done
 	[ -x /usr/sbin/sshd ] || missing+=("sshd (apt-get install openssh-server)")
+	case $ENGINE in
+	system) ;;
+	current)
+		if [ ! -x "$ENGINE_BIN/runc" ]; then
+			command -v go >/dev/null || missing+=("go (to build the current engine)")
+			[ -e /usr/include/seccomp.h ] || missing+=("libseccomp-dev (apt-get install libseccomp-dev)")
+			command -v gcc >/dev/null || missing+=("gcc (apt-get install gcc)")
+		fi
+		;;
+	*) missing+=("ENGINE=system or ENGINE=current, not $ENGINE") ;;
+	esac
 	if [ "$SWARM" = 1 ]; then
 		command -v docker-registry >/dev/null || missing+=("docker-registry (apt-get install docker-registry)")
 		((NODES >= 2)) || missing+=("LAB_NODES >= 2 for a swarm")
@@ -139,12 +160,48 @@ SetEnv DOCKER_HOST=unix://$(sock 1)
 EOF
 }
 
+# engine_name says what the nodes run. Built with go install, the current
+# dockerd does not know its own version, so it is lab/engine.env's.
+engine_name() {
+	local api
+	api=$(docker -H "unix://$(sock 1)" version --format '{{.Server.APIVersion}}')
+	if [ "$ENGINE" = current ]; then
+		echo "moby $MOBY_VERSION, containerd $CONTAINERD_VERSION, runc $RUNC_VERSION (API $api)"
+	else
+		echo "$(docker -H "unix://$(sock 1)" version --format '{{.Server.Version}}') (API $api)"
+	fi
+}
+
+# build_engine builds the engine lab/engine.env pins into ENGINE_BIN, once.
+build_engine() {
+	local tmp=$ENGINE_BIN.tmp
+	[ -x "$ENGINE_BIN/runc" ] && return
+	echo "lab: building the current engine (moby $MOBY_VERSION, containerd $CONTAINERD_VERSION, runc $RUNC_VERSION) into $ENGINE_BIN, once; about 15 minutes on 2 cores" >&2
+	rm -rf "$tmp"
+	mkdir -p "$tmp"
+	(
+		export GOBIN=$tmp GOFLAGS='' GOWORK=off
+		cd "$tmp"
+		go install "github.com/moby/moby/v2/cmd/dockerd@$MOBY_VERSION" "github.com/moby/moby/v2/cmd/docker-proxy@$MOBY_VERSION"
+		go install "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
+			"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"
+		CGO_ENABLED=1 go install -tags seccomp "github.com/opencontainers/runc@$RUNC_VERSION"
+	) >"$tmp.log" 2>&1 || {
+		tail -20 "$tmp.log" >&2
+		exit 1
+	}
+	mv "$tmp" "$ENGINE_BIN"
+}
+
 start_node() { # N [extra dockerd flags...]
-	local n=$1 pid
+	local n=$1 pid path=$PATH
 	shift
 	mkdir -p "$DIR/node$n" "$RUN/node$n"
+	# The engine's dockerd finds its containerd, shim, runc and docker-proxy
+	# on PATH.
+	[ "$ENGINE" = current ] && path=$ENGINE_BIN:$PATH
 	# shellcheck disable=SC2016 # the inner shell expands them
-	unshare --net --mount --uts --propagation private --fork \
+	PATH=$path unshare --net --mount --uts --propagation private --fork \
 		bash -c 'hostname "$0"; exec "$@"' "lab$n" \
 		dockerd --data-root "$DIR/node$n/docker" --exec-root "$RUN/node$n/exec" \
 		--pidfile "$RUN/node$n/docker.pid" -H "unix://$(sock "$n")" \
@@ -208,6 +265,7 @@ kill_node() {
 
 up() {
 	need
+	[ "$ENGINE" = current ] && build_engine
 	down
 	mkdir -p "$DIR" "$RUN"
 	# Nothing from /etc/docker/daemon.json; the lab's registry is trusted
@@ -251,6 +309,7 @@ LAB_SSH_HOST=ssh://$USER_NAME@$(addr 1)
 LAB_SSH_OPTS=-i $DIR/ssh/id_ed25519 -o UserKnownHostsFile=$DIR/ssh/known_hosts -o StrictHostKeyChecking=yes
 LAB_TLS_HOST=tcp://$(addr 2):2376
 LAB_TLS_CERTS=$DIR/tls/client
+LAB_ENGINE=$(engine_name)
 EOF
 	if [ "$SWARM" = 1 ]; then
 		cat <<EOF

@@ -16,16 +16,21 @@ cd "$(dirname "$0")/.."
 #   docker-registry: the lab's swarm pulls the app image from it.
 # docker.io: the Docker engine, where none is installed; docker-compose:
 #   Compose 1.x, which the end-to-end suite runs the original command with.
+# libseccomp-dev, gcc: runc for the lab's current engine (lab/engine.env).
 packages=(
 	redis-server:redis-server debootstrap:debootstrap shellcheck:shellcheck
 	openssh-server:sshd openssl:openssl iproute2:ip iptables:iptables curl:curl
 	docker-registry:docker-registry docker.io:dockerd docker-compose:docker-compose
+	libseccomp-dev:/usr/include/seccomp.h gcc:gcc
 )
 PULUMI_TOOLS=${PULUMI_TOOLS:-../shared/tools/pulumi/install.sh}
 
 missing=()
+# Each is there when its command is on PATH (or in /usr/sbin), or its file
+# (a path) exists.
 for entry in "${packages[@]}"; do
-	command -v "${entry#*:}" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin command -v "${entry#*:}" >/dev/null 2>&1 || missing+=("${entry%%:*}")
+	what=${entry#*:}
+	[ -e "$what" ] || command -v "$what" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin command -v "$what" >/dev/null 2>&1 || missing+=("${entry%%:*}")
 done
 engine_down() { ! docker info >/dev/null 2>&1; }
 no_compose() { ! docker compose version --short 2>/dev/null | grep -q '^v\?2\.'; }
