@@ -102,6 +102,8 @@ func TestAServiceListThatCannotRunIsRefused(t *testing.T) {
 		{func(s []service) []service { s[0].replicas = 0; return s }, "0 replicas"},
 		{func(s []service) []service { s[0].replicas = 2; return s }, "share one container name"},
 		{func(s []service) []service { s[1].cpus = 0; return s }, "a memory and a CPU limit"},
+		{func(s []service) []service { s = s[1:]; s[0].waitsFor = nil; return s }, "no redis service"},
+		{func(s []service) []service { s[0].dataDir = ""; return s }, "no data volume"},
 	} {
 		if _, err := runServices(t, "dev", testConfig(), repoFiles(t), tc.edit); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("error %v, want one saying %q", err, tc.want)

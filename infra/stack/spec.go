@@ -8,6 +8,7 @@ package stack
 import (
 	"fmt"
 	"net/url"
+	"slices"
 )
 
 // service is one service of the stack as every target runs it: what runs,
@@ -237,6 +238,15 @@ func checkServices(svcs []service) error {
 			return fmt.Errorf("service %s: every service has a memory and a CPU limit (%d MB, %d CPUs)", svc.role, svc.memoryMB, svc.cpus)
 		}
 		seen[svc.role] = true
+	}
+	// The outputs name these.
+	for _, role := range []string{webRole, redisRole} {
+		if !seen[role] {
+			return fmt.Errorf("the service list has no %s service, which the stack's outputs name", role)
+		}
+	}
+	if i := slices.IndexFunc(svcs, func(svc service) bool { return svc.role == redisRole }); svcs[i].dataDir == "" {
+		return fmt.Errorf("service %s has no data volume, which the redisVolume output names", redisRole)
 	}
 	return nil
 }
