@@ -80,7 +80,7 @@ func TestComposeAgreesWithTheServiceList(t *testing.T) {
 		}
 	}
 	for role, c := range compose.Services {
-		if slices.ContainsFunc(svcs, func(svc service) bool { return svc.role == role }) {
+		if _, ok := byRole(svcs, role); ok {
 			continue
 		}
 		if _, ok := composeOnly[role]; !ok {

@@ -78,7 +78,7 @@ func NewDocker(ctx *pulumi.Context, name string, cfg Config, files Files, svcs [
 	for _, c := range containers[webRole] {
 		webNames = append(webNames, c.Name)
 	}
-	s.URL = pulumi.Sprintf("http://%s:%d/", urlHost(cfg.DockerHost), cfg.HTTPPort).ToStringOutput()
+	s.URL = stackURL(cfg)
 	s.WebContainers = webNames.ToStringArrayOutput()
 	s.RedisVolume = volumes[redisRole].Name
 	s.Networks = networkNames(nets)

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
 // service is one service of the stack as every target runs it: what runs,
@@ -245,10 +247,24 @@ func checkServices(svcs []service) error {
 			return fmt.Errorf("the service list has no %s service, which the stack's outputs name", role)
 		}
 	}
-	if i := slices.IndexFunc(svcs, func(svc service) bool { return svc.role == redisRole }); svcs[i].dataDir == "" {
+	if redis, _ := byRole(svcs, redisRole); redis.dataDir == "" {
 		return fmt.Errorf("service %s has no data volume, which the redisVolume output names", redisRole)
 	}
 	return nil
+}
+
+// byRole is the service of svcs with role, if there is one.
+func byRole(svcs []service, role string) (service, bool) {
+	i := slices.IndexFunc(svcs, func(svc service) bool { return svc.role == role })
+	if i < 0 {
+		return service{}, false
+	}
+	return svcs[i], true
+}
+
+// stackURL is the url output: where clients reach nginx.
+func stackURL(cfg Config) pulumi.StringOutput {
+	return pulumi.Sprintf("http://%s:%d/", urlHost(cfg.DockerHost), cfg.HTTPPort)
 }
 
 // urlHost is the host name clients use to reach the Docker host.

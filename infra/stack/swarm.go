@@ -66,8 +66,8 @@ func NewSwarm(ctx *pulumi.Context, name string, cfg Config, files Files, svcs []
 		serviceNames[svc.role] = service.Name
 	}
 
-	redis := svcs[slices.IndexFunc(svcs, func(svc service) bool { return svc.role == redisRole })]
-	s.URL = pulumi.Sprintf("http://%s:%d/", urlHost(cfg.DockerHost), cfg.HTTPPort).ToStringOutput()
+	redis, _ := byRole(svcs, redisRole) // checkServices makes sure of it
+	s.URL = stackURL(cfg)
 	s.Services = serviceNames.ToStringMapOutput()
 	s.RedisVolume = pulumi.String(n.dataVolume(redis)).ToStringOutput()
 	s.Networks = networkNames(nets)
