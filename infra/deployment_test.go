@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,6 +177,49 @@ func (d *deployment) appendFile(path, text string) {
 	if err != nil {
 		d.t.Fatal(err)
 	}
+}
+
+// editFile replaces old with new in the copy's file at path.
+func (d *deployment) editFile(path, old, new string) {
+	d.t.Helper()
+	file := filepath.Join(d.root, path)
+	b, err := os.ReadFile(file)
+	if err == nil && !bytes.Contains(b, []byte(old)) {
+		err = fmt.Errorf("%s has no %q", path, old)
+	}
+	if err == nil {
+		err = os.WriteFile(file, bytes.Replace(b, []byte(old), []byte(new), 1), 0o644)
+	}
+	if err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// derivedImage builds, on the stack's engine, an image that differs from
+// the one the stack runs for key (REDIS_IMAGE) in a label only: a new image
+// for the stack, removed with it.
+func (d *deployment) derivedImage(key, what string) string {
+	d.t.Helper()
+	image := "tally-deploytest-" + what + ":" + d.name
+	build := d.engine.docker("build", "-q", "-t", image, "-")
+	build.Stdin = strings.NewReader(fmt.Sprintf("FROM %s\nLABEL tally.test=%s\n", d.images[key], d.name))
+	if out, err := build.CombinedOutput(); err != nil {
+		d.t.Fatalf("building a second %s image: %v\n%s", what, err, out)
+	}
+	d.top.Cleanup(func() { _ = d.engine.docker("image", "rm", "-f", image).Run() })
+	return image
+}
+
+// upFails runs `pulumi up`, which must fail, and returns its error and
+// output.
+func (d *deployment) upFails() (string, error) {
+	d.t.Helper()
+	var out bytes.Buffer
+	_, err := d.stack.Up(d.ctx, optup.ProgressStreams(&out))
+	if err == nil {
+		d.t.Fatalf("pulumi up on %s succeeded; want it refused\n%s", d.engine.name, out.String())
+	}
+	return out.String() + err.Error(), err
 }
 
 func (d *deployment) up(opts ...optup.Option) auto.UpResult {
@@ -348,9 +392,44 @@ func (d *deployment) page(path string) string {
 	return body
 }
 
+// header is the value of header in nginx's answer to /.
+func (d *deployment) header(name string) string {
+	d.t.Helper()
+	resp, err := http.Get(d.url + "/")
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.Header.Get(name)
+}
+
+// expectHeader waits until nginx's every answer carries header with value:
+// nginx/serve.sh looks for a new config release every second (and on a
+// swarm the release comes a moment after up returns).
+func (d *deployment) expectHeader(name, value string) {
+	d.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for seen := 0; seen < 10; {
+		if d.header(name) == value {
+			seen++
+			continue
+		}
+		seen = 0
+		if time.Now().After(deadline) {
+			d.t.Errorf("nginx answers %s: %q, want %q", name, d.header(name), value)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // logFailures logs what nginx said of the requests that did not get 200.
 func (d *deployment) logFailures() {
-	out, _ := d.engine.docker("logs", "--tail", "5000", "tally-"+d.name+"-nginx").CombinedOutput()
+	var out []byte
+	for _, id := range d.ids().nginx {
+		log, _ := d.engine.docker("logs", "--tail", "5000", id).CombinedOutput()
+		out = append(out, log...)
+	}
 	var lines []string
 	for _, l := range strings.Split(string(out), "\n") {
 		if l != "" && !strings.Contains(l, `"status":200`) {
@@ -363,7 +442,7 @@ func (d *deployment) logFailures() {
 func (d *deployment) volume() string { return "tally-" + d.name + "-redis-data" }
 
 // containers are the stack's running containers by role, as Docker IDs.
-type containers struct{ web, redis, nginx []string }
+type containers struct{ web, redis, nginx, port []string }
 
 func (d *deployment) ids() containers {
 	d.t.Helper()
@@ -377,7 +456,7 @@ func (d *deployment) ids() containers {
 		slices.Sort(ids)
 		return ids
 	}
-	return containers{web: list("web"), redis: list("redis"), nginx: list("nginx")}
+	return containers{web: list("web"), redis: list("redis"), nginx: list("nginx"), port: list("nginx-port")}
 }
 
 func intersect(a, b []string) []string {

@@ -88,6 +88,29 @@ func TestDeployToSwarm(t *testing.T) {
 			}
 			drill(t, "app rollout (start-first, one task at a time)", load, "every replica serves the new page")
 		}},
+		{"an nginx config change reloads every nginx task in place with no failed request", func(t *testing.T) {
+			marker := "release-" + randomHex(3)
+			d.editFile("nginx/nginx.conf", "add_header Referrer-Policy no-referrer always;",
+				"add_header Referrer-Policy no-referrer always;\n        add_header X-Tally-Test "+marker+" always;")
+			tasks := d.taskIDs("nginx")
+			before := d.counter()
+			stop := testkit.SteadyLoad(d.url+"/count", 4)
+			res := d.up()
+			// The release service is global, which the provider does not
+			// wait for: its new task writes the release, and nginx
+			// reloads, a moment after up returns.
+			d.expectHeader("X-Tally-Test", marker)
+			time.Sleep(2 * time.Second)
+			load := stop()
+			d.expectExactCount(before, load)
+			d.expectChanges(res, map[string]int{"update": 1}) // the release service
+			if after := d.taskIDs("nginx"); !slices.Equal(tasks, after) {
+				t.Errorf("nginx's tasks were %v, now %v; want the same tasks reloaded", tasks, after)
+			}
+			d.expectNoFailures(load)
+			d.expectNoChanges()
+			drill(t, "nginx config change (reload in place on every task)", load, "the same nginx tasks serve the new config")
+		}},
 		{"an image whose health check never passes rolls back by itself", func(t *testing.T) {
 			before := d.serviceImage("web")
 			broken := d.brokenImage(lab["LAB_REGISTRY"])
@@ -212,6 +235,16 @@ func (d *deployment) taskNodes(service string) []string {
 		}
 	}
 	return nodes
+}
+
+// taskIDs lists the IDs of the stack's service's running tasks, sorted.
+func (d *deployment) taskIDs(service string) []string {
+	d.t.Helper()
+	out, err := d.engine.docker("service", "ps", "-q", "--filter", "desired-state=running", d.serviceName(service)).Output()
+	if err != nil {
+		d.t.Fatalf("docker service ps: %v", err)
+	}
+	return slices.Sorted(slices.Values(strings.Fields(string(out))))
 }
 
 func (d *deployment) serviceName(role string) string { return "tally-" + d.name + "-" + role }

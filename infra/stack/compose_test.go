@@ -32,6 +32,7 @@ type composeService struct {
 // program does another way, and how.
 var composeOnly = map[string]string{
 	"redis-password": "writes the password file once into a volume; the program uploads it (password.go)",
+	"edge":           "holds nginx's port; the program makes its holder from nginx's handoff order (handoff.go)",
 }
 
 // Every service of the list runs under Compose as the Pulumi program runs

@@ -18,6 +18,8 @@ type Docker struct {
 	WebContainers pulumi.StringArrayOutput `pulumi:"webContainers"`
 	RedisVolume   pulumi.StringOutput      `pulumi:"redisVolume"`
 	Networks      pulumi.StringMapOutput   `pulumi:"networks"`
+	// The config release nginx serves; the deploy fails on one it refuses.
+	NginxConfig pulumi.StringOutput `pulumi:"nginxConfig"`
 }
 
 // NewDocker declares svcs on the Docker host cfg names.
@@ -42,8 +44,10 @@ func NewDocker(ctx *pulumi.Context, name string, cfg Config, files Files, svcs [
 
 	containers := map[string][]*docker.Container{}
 	volumes := map[string]*docker.Volume{}
+	var release pulumi.StringOutput
 	for _, svc := range svcs {
 		args := containerArgs(n, svc, images[svc.role], nets, password)
+		opts := slices.Concat(on, []pulumi.ResourceOption{waitedFor(svc, containers)})
 		if svc.dataDir != "" {
 			volume, err := docker.NewVolume(ctx, n.dataVolume(svc), &docker.VolumeArgs{
 				Name:   pulumi.String(n.dataVolume(svc)),
@@ -58,14 +62,26 @@ func NewDocker(ctx *pulumi.Context, name string, cfg Config, files Files, svcs [
 				VolumeName: volume.Name, ContainerPath: pulumi.String(svc.dataDir),
 			}}, others...)
 		}
-		if svc.publish != 0 {
-			port := docker.ContainerPortArgs{Internal: pulumi.Int(svc.port), External: pulumi.Int(svc.publish)}
-			if svc.publishOn != "" {
-				port.Ip = pulumi.String(svc.publishOn)
+		// A handoff's instances run in the network namespace of the
+		// container that holds the port; others publish their own.
+		var holder *portHolder
+		if svc.replace == handoff {
+			if holder, err = newPortHolder(ctx, n, svc, images[svc.role], nets, on); err != nil {
+				return nil, err
 			}
-			args.Ports = docker.ContainerPortArray{port}
+			holder.join(args)
+		} else if svc.publish != 0 {
+			args.Ports = ports(svc)
 		}
-		opts := slices.Concat(on, []pulumi.ResourceOption{waitedFor(svc, containers)})
+		if svc.reloads != nil {
+			r, err := newRelease(ctx, n, svc, images[svc.role], nets, holder, slices.Clone(opts))
+			if err != nil {
+				return nil, err
+			}
+			mount(args, r.volume.Name, releases, true)
+			opts = append(opts, pulumi.DependsOn([]pulumi.Resource{r.step}))
+			release = r.current
+		}
 		if svc.password {
 			opts = append(opts, password.readers()...)
 		}
@@ -82,12 +98,13 @@ func NewDocker(ctx *pulumi.Context, name string, cfg Config, files Files, svcs [
 	s.WebContainers = webNames.ToStringArrayOutput()
 	s.RedisVolume = volumes[redisRole].Name
 	s.Networks = networkNames(nets)
+	s.NginxConfig = release
 	return s, ctx.RegisterResourceOutputs(s, s.outputs())
 }
 
 // outputs are the stack's outputs, by the names it exports them under.
 func (s *Docker) outputs() pulumi.Map {
-	return pulumi.Map{"url": s.URL, "webContainers": s.WebContainers, "redisVolume": s.RedisVolume, "networks": s.Networks}
+	return pulumi.Map{"url": s.URL, "webContainers": s.WebContainers, "redisVolume": s.RedisVolume, "networks": s.Networks, "nginxConfig": s.NginxConfig}
 }
 
 // declareContainers declares svc's containers, replaced as svc.replace says.
@@ -99,6 +116,9 @@ func (s *Docker) outputs() pulumi.Map {
 // removes the old: a rollout never leaves nginx without replicas. The
 // provider asks for delete-before-replace on every container; these say
 // otherwise.
+//
+// handoff: as start-first; the old container's stop signal makes it give
+// its listener up (see newPortHolder).
 //
 // stop-first: one container with a fixed name (tally-dev-redis), which
 // goes before its replacement comes.
@@ -120,6 +140,25 @@ func declareContainers(ctx *pulumi.Context, n names, svc service, args *docker.C
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// ports publishes svc's port on the host.
+func ports(svc service) docker.ContainerPortArray {
+	port := docker.ContainerPortArgs{Internal: pulumi.Int(svc.port), External: pulumi.Int(svc.publish)}
+	if svc.publishOn != "" {
+		port.Ip = pulumi.String(svc.publishOn)
+	}
+	return docker.ContainerPortArray{port}
+}
+
+// mount adds a volume to a container's, at path, read-only if readOnly.
+func mount(args *docker.ContainerArgs, volume pulumi.StringInput, path string, readOnly bool) {
+	volumes, _ := args.Volumes.(docker.ContainerVolumeArray) // nil for none
+	v := docker.ContainerVolumeArgs{VolumeName: volume, ContainerPath: pulumi.String(path)}
+	if readOnly {
+		v.ReadOnly = pulumi.Bool(true)
+	}
+	args.Volumes = append(volumes, v)
 }
 
 // hostImage is svc's image on the host: built there from the repository,
@@ -166,15 +205,7 @@ func containerArgs(n names, svc service, image pulumi.StringInput, nets map[stri
 		args.StopSignal = pulumi.String(svc.stopSignal)
 	}
 	args.Cpus = pulumi.String(fmt.Sprintf("%d.0", svc.cpus)) // as read back
-	var attach docker.ContainerNetworksAdvancedArray
-	for _, a := range svc.networks {
-		net := docker.ContainerNetworksAdvancedArgs{Name: nets[a.network].Name}
-		if a.alias != "" {
-			net.Aliases = pulumi.StringArray{pulumi.String(a.alias)}
-		}
-		attach = append(attach, net)
-	}
-	args.NetworksAdvanced = attach
+	args.NetworksAdvanced = attachments(svc, nets)
 	if svc.password {
 		password.mount(args)
 	}
@@ -196,6 +227,19 @@ func hardened(args *docker.ContainerArgs, memoryMB int) *docker.ContainerArgs {
 	args.Wait = pulumi.Bool(true)
 	args.WaitTimeout = pulumi.Int(90)
 	return args
+}
+
+// attachments are svc's networks, with its aliases there.
+func attachments(svc service, nets map[string]*docker.Network) docker.ContainerNetworksAdvancedArray {
+	var attach docker.ContainerNetworksAdvancedArray
+	for _, a := range svc.networks {
+		net := docker.ContainerNetworksAdvancedArgs{Name: nets[a.network].Name}
+		if a.alias != "" {
+			net.Aliases = pulumi.StringArray{pulumi.String(a.alias)}
+		}
+		attach = append(attach, net)
+	}
+	return attach
 }
 
 func healthcheck(test []string, retries int) docker.ContainerHealthcheckArgs {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"os"
+	"path"
 	"reflect"
 	"sort"
 	"strconv"
@@ -28,11 +29,19 @@ func TestResourcesPerReplicaCount(t *testing.T) {
 		r := mustRun(t, "dev", config)
 		// One container per instance of each service, and the holder of
 		// the password file; a data volume per service that has data, and
-		// the password file's.
+		// the password file's; a port holder per handoff service; a config
+		// volume and the release step's run per service that reloads.
 		containers, volumes := 1, 1
 		for _, svc := range services(Config{Replicas: replicas}, Files{}) {
 			containers += max(svc.replicas, 1)
 			if svc.dataDir != "" {
+				volumes++
+			}
+			if svc.replace == handoff {
+				containers++
+			}
+			if svc.reloads != nil {
+				containers += 2 // the release's files, the release step
 				volumes++
 			}
 		}
@@ -46,10 +55,10 @@ func TestResourcesPerReplicaCount(t *testing.T) {
 			t.Errorf("replicas=%d: %d web containers", replicas, webs)
 		}
 		if n := len(r.byType(containerType)); n != containers {
-			t.Errorf("replicas=%d: %d containers, want %d: each service's and the password file's holder", replicas, n, containers)
+			t.Errorf("replicas=%d: %d containers, want %d", replicas, n, containers)
 		}
 		if n, v := len(r.byType(networkType)), len(r.byType(volumeType)); n != 2 || v != volumes {
-			t.Errorf("replicas=%d: %d networks and %d volumes, want 2 and %d (data, secrets)", replicas, n, v, volumes)
+			t.Errorf("replicas=%d: %d networks and %d volumes, want 2 and %d", replicas, n, v, volumes)
 		}
 		if got, _ := r.outputs["webContainers"].([]string); len(got) != webs {
 			t.Errorf("webContainers output = %v", got)
@@ -137,7 +146,8 @@ func TestRedisIsIsolatedAndPersistent(t *testing.T) {
 	if !decode[networkInputs](t, r.named("tally-dev-backend")).Internal {
 		t.Error("the backend network is not internal")
 	}
-	for _, n := range decode[containerInputs](t, r.named("tally-dev-nginx")).NetworksAdvanced {
+	// nginx runs in its port holder's network namespace.
+	for _, n := range decode[containerInputs](t, r.named("tally-dev-nginx-port")).NetworksAdvanced {
 		if n.Name == "tally-dev-backend" {
 			t.Error("nginx is on the backend network, so it could reach Redis")
 		}
@@ -155,9 +165,10 @@ func TestEveryContainerIsHardened(t *testing.T) {
 	all := containersRunning(t, r)
 	expectHardened(t, all, func(name string) bool { return strings.HasPrefix(name, "tally-dev-web") })
 	for _, c := range all {
-		// The holder of the password file is created and never started:
-		// its root is writable.
-		if c.started == (c.name == "tally-dev-secrets-holder") {
+		// The holders of the password file and of nginx's config
+		// release are created and never started: their roots are
+		// writable, for the provider's uploads.
+		if c.started == (c.name == "tally-dev-secrets-holder" || c.name == "tally-dev-nginx-conf-files") {
 			t.Errorf("%s: started = %v", c.name, c.started)
 		}
 	}
@@ -253,7 +264,7 @@ func TestNamesDependOnTheStack(t *testing.T) {
 		}
 	}
 	got := map[string]string{}
-	for _, l := range decode[containerInputs](t, dev.named("tally-dev-nginx")).Labels {
+	for _, l := range decode[containerInputs](t, dev.named("tally-dev-nginx-1")).Labels {
 		got[l.Label] = l.Value
 	}
 	if want := map[string]string{"tally.project": "tally", "tally.stack": "dev", "tally.role": "nginx"}; !reflect.DeepEqual(got, want) {
@@ -272,13 +283,15 @@ func TestSameFilesAsCompose(t *testing.T) {
 		}
 		return string(b)
 	}
-	envs := map[string]string{}
-	for _, e := range decode[containerInputs](t, r.named("tally-dev-nginx")).Envs {
-		k, v, _ := strings.Cut(e, "=")
-		envs[k] = v
+	uploads := map[string]string{}
+	for _, u := range decode[containerInputs](t, r.named("tally-dev-nginx-conf-files")).Uploads {
+		uploads[path.Base(u.File)] = u.Content
 	}
-	if envs["TALLY_NGINX_CONF"] != read("nginx/nginx.conf") || envs["TALLY_UPSTREAM_CONF"] != read("nginx/upstream.conf") {
-		t.Error("nginx's config differs from nginx/nginx.conf and nginx/upstream.conf")
+	if uploads["nginx.conf"] != read("nginx/nginx.conf") || uploads["upstream.conf"] != read("nginx/upstream.conf") {
+		t.Error("nginx's config release differs from nginx/nginx.conf and nginx/upstream.conf")
+	}
+	if e := decode[containerInputs](t, r.named("tally-dev-nginx-1")).Entrypoints; len(e) < 3 || e[2] != read("nginx/serve.sh") {
+		t.Error("nginx does not run nginx/serve.sh")
 	}
 	cmd := decode[containerInputs](t, r.named("tally-dev-redis")).Command
 	if len(cmd) < 3 || cmd[2] != read("redis/start.sh") {
@@ -352,7 +365,7 @@ func TestHTTPBind(t *testing.T) {
 				Ip                 string
 				Internal, External int
 			}
-		}](t, r.named("tally-dev-nginx")).Ports
+		}](t, r.named("tally-dev-nginx-port")).Ports
 		if len(ports) != 1 || ports[0].Ip != want || ports[0].External != 8080 {
 			t.Errorf("httpBind %q: nginx's ports %+v, want 8080 on %q", bind, ports, want)
 		}

@@ -17,6 +17,8 @@ type Files struct {
 	Root         string // the repository root: the app image's build context
 	NginxConf    string // nginx/nginx.conf
 	UpstreamConf string // nginx/upstream.conf
+	NginxServe   string // nginx/serve.sh
+	NginxRelease string // nginx/release.sh
 	RedisStart   string // redis/start.sh
 	AppHash      string // hash of the app image's build inputs: its tag
 	Images       Images // the default images, from docker-compose.yml
@@ -48,6 +50,8 @@ func ReadFiles(root string) (Files, error) {
 	for path, dst := range map[string]*string{
 		"nginx/nginx.conf":    &f.NginxConf,
 		"nginx/upstream.conf": &f.UpstreamConf,
+		"nginx/serve.sh":      &f.NginxServe,
+		"nginx/release.sh":    &f.NginxRelease,
 		"redis/start.sh":      &f.RedisStart,
 		"docker-compose.yml":  &compose,
 	} {

@@ -26,10 +26,13 @@ type healthInputs struct {
 
 type containerInputs struct {
 	Name, Image, User, Cpus, StopSignal string
+	NetworkMode                         string
 	Command, Entrypoints, Envs          []string
 	SecurityOpts                        []string
-	ReadOnly, Wait                      bool
+	ReadOnly, Wait, Attach              bool
 	Start                               *bool
+	Sysctls                             map[string]string
+	Uploads                             []struct{ File, Content string }
 	Memory, MemorySwap                  int
 	Capabilities                        struct{ Drops []string }
 	Healthcheck                         *healthInputs
@@ -89,6 +92,9 @@ type running struct {
 	// noNewPrivileges is nil where the target cannot set it (the provider
 	// has no such setting for Swarm services).
 	noNewPrivileges *bool
+	// A health check waited for; or, where there is nothing to check, the
+	// reason: a run waited for to its end (the release step), or sleep
+	// holding a network namespace (the port holder).
 	health          bool
 	memoryMB        int
 	cpus            float64
@@ -102,7 +108,8 @@ func containersRunning(t *testing.T, r run) []running {
 		nnp := slices.Equal(c.SecurityOpts, []string{noNewPrivileges})
 		out = append(out, running{
 			name: res.name, user: c.User, readOnly: c.ReadOnly, capDrops: c.Capabilities.Drops,
-			noNewPrivileges: &nnp, health: c.Wait && c.Healthcheck != nil, memoryMB: c.Memory, cpus: cpus(c.Cpus),
+			noNewPrivileges: &nnp, memoryMB: c.Memory, cpus: cpus(c.Cpus),
+			health: c.Wait && c.Healthcheck != nil || c.Attach || slices.Equal(c.Entrypoints, []string{"sleep"}),
 			started: c.Start == nil || *c.Start,
 		})
 	}

@@ -27,6 +27,14 @@ type recorded struct {
 type mocks struct {
 	mu        sync.Mutex
 	resources []recorded
+	// What a container run to its end (attach) said, by resource name:
+	// its exit status and output; none is a run that passed, silently.
+	runs map[string]ran
+}
+
+type ran struct {
+	exit int
+	logs string
 }
 
 func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
@@ -45,6 +53,11 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	switch args.TypeToken {
 	case "docker:index/remoteImage:RemoteImage":
 		outputs["imageId"] = resource.NewStringProperty("sha256:" + args.Name + "@" + args.Inputs["name"].StringValue())
+	case containerType:
+		if attach := args.Inputs["attach"]; attach.IsBool() && attach.BoolValue() {
+			outputs["exitCode"] = resource.NewNumberProperty(float64(m.runs[args.Name].exit))
+			outputs["containerLogs"] = resource.NewStringProperty(m.runs[args.Name].logs)
+		}
 	}
 	return args.Name + "-id", outputs, nil
 }
@@ -99,7 +112,12 @@ func runProgram(t *testing.T, stack string, config map[string]string, files File
 // for none), as a change to services() would change it.
 func runServices(t *testing.T, stack string, config map[string]string, files Files, edit func([]service) []service) (run, error) {
 	t.Helper()
-	m := &mocks{}
+	return runWith(t, &mocks{}, stack, config, files, edit)
+}
+
+// runWith is runServices on the mocks m.
+func runWith(t *testing.T, m *mocks, stack string, config map[string]string, files Files, edit func([]service) []service) (run, error) {
+	t.Helper()
 	result := run{outputs: map[string]any{}}
 	// The outputs resolve on Pulumi's goroutines, possibly after RunErr
 	// returns; done hands them over.

@@ -72,10 +72,7 @@ func newPasswordFile(ctx *pulumi.Context, n names, password Secret, svcs []servi
 
 // mount adds the volume to a container, read-only.
 func (p *passwordFile) mount(args *docker.ContainerArgs) {
-	volumes, _ := args.Volumes.(docker.ContainerVolumeArray) // nil for none
-	args.Volumes = append(volumes, docker.ContainerVolumeArgs{
-		VolumeName: p.volume.Name, ContainerPath: pulumi.String(secretsDir), ReadOnly: pulumi.Bool(true),
-	})
+	mount(args, p.volume.Name, secretsDir, true)
 }
 
 // readers are the options of a container that reads the file: it starts

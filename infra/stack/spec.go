@@ -6,7 +6,10 @@
 package stack
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 
@@ -40,10 +43,11 @@ type service struct {
 	// The PIDs limit. docker-compose.yml sets it; the docker provider
 	// (v4.10.0) has no setting for it, on containers or on Swarm services.
 	pids       int
-	stopSignal string // "" is SIGTERM
-	stopGrace  int    // seconds from the stop signal to SIGKILL
-	password   bool   // reads the Redis password at passwordPath
-	dataDir    string // where its data volume is mounted; "" for none
+	stopSignal string   // "" is SIGTERM
+	stopGrace  int      // seconds from the stop signal to SIGKILL
+	password   bool     // reads the Redis password at passwordPath
+	dataDir    string   // where its data volume is mounted; "" for none
+	reloads    *reloads // config it takes in place, without a new instance
 	networks   []attachment
 	port       int // the port it listens on
 }
@@ -66,7 +70,45 @@ const (
 	// stopFirst: the old instance stops before the new one starts. For what
 	// only one may hold at a time: a data volume, a host port, a fixed name.
 	stopFirst order = "stop-first"
+	// handoff: for what publishes a port and must never stop answering on
+	// it (the edge). The port is held by a small container of its own, in
+	// whose network namespace the instances run, each listening with
+	// SO_REUSEPORT; the new instance starts beside the old, and the old
+	// quits gracefully once the new one is healthy, the connections queued
+	// at its listener moving to the new one (net.ipv4.tcp_migrate_req).
+	// Where instances cannot share a network namespace (Swarm services):
+	// stop-first.
+	handoff order = "handoff"
 )
+
+// reloads is config a service takes in place: a release of its files goes
+// into a volume of the service's own, in a directory named by their
+// content; a release step (nginx/release.sh) checks it where the service
+// runs and, if the service accepts it, makes it current; the service
+// follows (nginx/serve.sh). A target runs the release step on every host
+// of the service, and the service never gets a new instance for a config
+// change. A config the service refuses fails the deploy, and the service
+// keeps the one it has.
+type reloads struct {
+	files   map[string]string // file name → content
+	release string            // the release step, run as sh -c with the release id
+}
+
+// releases is where a reloads volume is mounted: a directory every image
+// the stack runs has world-writable (and sticky), so the new volume is too
+// (Docker gives a new volume the mode of the directory it is first mounted
+// on), and the release step may write it as the service's own non-root
+// user; the service mounts it read-only.
+const releases = "/var/tmp"
+
+// id names a release by its files' content.
+func (r *reloads) id() string {
+	h := sha256.New()
+	for _, name := range slices.Sorted(maps.Keys(r.files)) {
+		fmt.Fprintf(h, "%s %d\n%s", name, len(r.files[name]), r.files[name])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}
 
 // everyNode as replicas: one instance on every node placement allows (a
 // swarm's global mode); on one engine, one.
@@ -130,19 +172,13 @@ var (
 	webHealthcheck   = []string{"CMD", "/tally", "healthcheck"}
 	redisHealthcheck = []string{"CMD-SHELL", `REDISCLI_AUTH="$(cat "$REDIS_PASSWORD_FILE")" redis-cli ping | grep -q PONG`}
 	// bash's /dev/tcp: the official nginx image and the offline one both
-	// have bash, neither is sure to have curl.
+	// have bash, neither is sure to have curl. Two nginx share the port
+	// during a handoff, so the request may reach either: this one's own
+	// process is alive with its pid file written, which nginx does once its
+	// sockets listen.
 	nginxHealthcheck = []string{"CMD", "bash", "-c",
-		`exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /nginx-health HTTP/1.0\r\n\r\n' >&3 && grep -q ' 200 ' <&3`}
+		`kill -0 "$(cat /tmp/nginx.pid)" && exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /nginx-health HTTP/1.0\r\n\r\n' >&3 && grep -q ' 200 ' <&3`}
 )
-
-// nginxStart writes the config files, passed in the environment, to /tmp and
-// starts nginx on them. Passing content rather than mounting files works on a
-// remote host and with a read-only root filesystem.
-const nginxStart = `set -eu
-mkdir -p /tmp/nginx
-printf '%s' "$TALLY_NGINX_CONF" > /tmp/nginx/nginx.conf
-printf '%s' "$TALLY_UPSTREAM_CONF" > /tmp/nginx/upstream.conf
-exec nginx -p /tmp/nginx/ -c nginx.conf -g 'daemon off;'`
 
 // services is the stack, in the order the services start: each one waits
 // only for services before it.
@@ -195,17 +231,23 @@ func services(cfg Config, files Files) []service {
 		role:  nginxRole,
 		image: image{ref: cfg.NginxImage, pin: true},
 		// The edge of every manager of a swarm, each with the port on its
-		// own address; the published port is the node's, so the old nginx
-		// stops before the new one takes it.
-		replicas: everyNode, replace: stopFirst,
-		placement:  nginxConstraint,
-		waitsFor:   []string{webRole},
-		publish:    cfg.HTTPPort,
-		publishOn:  cfg.HTTPBind,
-		user:       nginxUser,
-		entrypoint: []string{"sh", "-c", nginxStart},
-		env:        []string{"TALLY_NGINX_CONF=" + files.NginxConf, "TALLY_UPSTREAM_CONF=" + files.UpstreamConf},
-		health:     nginxHealthcheck, retries: 5,
+		// own address. On one engine a new nginx takes over the port from
+		// the old without a refused connection; on a swarm the old task
+		// stops first, since the port is the node's.
+		replicas: everyNode, replace: handoff,
+		placement: nginxConstraint,
+		waitsFor:  []string{webRole},
+		publish:   cfg.HTTPPort,
+		publishOn: cfg.HTTPBind,
+		user:      nginxUser,
+		// The scripts' text runs as `sh -c`, so a remote host needs no copy.
+		entrypoint: []string{"sh", "-c", files.NginxServe, "nginx-serve"},
+		env:        []string{"TALLY_NGINX_RELEASES=" + releases},
+		reloads: &reloads{
+			files:   map[string]string{"nginx.conf": files.NginxConf, "upstream.conf": files.UpstreamConf},
+			release: files.NginxRelease,
+		},
+		health: nginxHealthcheck, retries: 5,
 		memoryMB:   64,
 		cpus:       1,
 		pids:       64,

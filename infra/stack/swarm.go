@@ -3,6 +3,7 @@ package stack
 import (
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -57,8 +58,18 @@ func NewSwarm(ctx *pulumi.Context, name string, cfg Config, files Files, svcs []
 		if err != nil {
 			return nil, err
 		}
-		service, err := docker.NewService(ctx, n.of(svc.role), serviceArgs(n, svc, image, nets, secret),
-			append(on, waitedFor(svc, declared))...)
+		opts := append(slices.Clone(on), waitedFor(svc, declared))
+		args := serviceArgs(n, svc, image, nets, secret)
+		if svc.reloads != nil {
+			writer := releaseService(svc)
+			w, err := docker.NewService(ctx, n.of(writer.role), serviceArgs(n, writer, image, nets, secret), opts...)
+			if err != nil {
+				return nil, err
+			}
+			readReleases(args, n.dataVolume(writer))
+			opts = append(opts, pulumi.DependsOn([]pulumi.Resource{w}))
+		}
+		service, err := docker.NewService(ctx, n.of(svc.role), args, opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -214,8 +225,8 @@ func serviceArgs(n names, svc service, image pulumi.StringInput, nets map[string
 		// One task at a time, in svc's order; a task that fails its health
 		// check rolls the update back (start-first: the old task still
 		// serves meanwhile).
-		UpdateConfig:   updateConfig(string(svc.replace)),
-		RollbackConfig: rollbackConfig(string(svc.replace)),
+		UpdateConfig:   updateConfig(swarmOrder(svc.replace)),
+		RollbackConfig: rollbackConfig(swarmOrder(svc.replace)),
 	}
 	if svc.replicas != everyNode {
 		// `up` returns once every task runs and is healthy, or fails. The
@@ -224,6 +235,70 @@ func serviceArgs(n names, svc service, image pulumi.StringInput, nets map[string
 		args.ConvergeConfig = docker.ServiceConvergeConfigArgs{Delay: pulumi.String("1s"), Timeout: pulumi.String("3m")}
 	}
 	return args
+}
+
+// releaseService is the release step of svc's reloads on a swarm: a task
+// on every node svc runs on, which writes the release from its environment
+// into its data volume, the node's, and runs the step (nginx/release.sh);
+// svc's tasks there read that volume. A config change updates this service
+// alone, and svc's tasks reload in place.
+func releaseService(svc service) service {
+	r := svc.reloads
+	names := slices.Sorted(maps.Keys(r.files))
+	env := append(slices.Clone(svc.env), "TALLY_RELEASE_FILES="+strings.Join(names, " "))
+	for _, name := range names {
+		env = append(env, "TALLY_FILE_"+envName(name)+"="+r.files[name])
+	}
+	id := r.id()
+	return service{
+		role:       svc.role + "-conf",
+		image:      svc.image,
+		replicas:   everyNode,
+		placement:  svc.placement,
+		replace:    stopFirst,
+		waitsFor:   svc.waitsFor,
+		user:       svc.user,
+		entrypoint: []string{"sh", "-c", r.release, "release", id},
+		env:        env,
+		// Healthy once this release is the node's current one.
+		health:   []string{"CMD", "grep", "-qx", id, releases + "/current"},
+		retries:  3,
+		memoryMB: releaseMemoryMB,
+		cpus:     1,
+		pids:     16,
+		dataDir:  releases,
+		networks: svc.networks, // where svc runs: nginx -t resolves its upstreams
+	}
+}
+
+// envName is a file name as the release step reads it from the
+// environment: nginx.conf in TALLY_FILE_nginx_conf.
+func envName(file string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, file)
+}
+
+// readReleases mounts the node's volume of releases read-only in a
+// service's tasks.
+func readReleases(args *docker.ServiceArgs, volume string) {
+	spec := args.TaskSpec.(*docker.ServiceTaskSpecArgs).ContainerSpec.(*docker.ServiceTaskSpecContainerSpecArgs)
+	spec.Mounts = append(spec.Mounts.(docker.ServiceTaskSpecContainerSpecMountArray), docker.ServiceTaskSpecContainerSpecMountArgs{
+		Type: pulumi.String("volume"), Source: pulumi.String(volume), Target: pulumi.String(releases), ReadOnly: pulumi.Bool(true),
+	})
+}
+
+// swarmOrder is how a swarm replaces a task of a service replaced in
+// order: a handoff needs a network namespace shared between tasks, which
+// services cannot have, so the old task stops first.
+func swarmOrder(o order) string {
+	if o == handoff {
+		return string(stopFirst)
+	}
+	return string(o)
 }
 
 // updateConfig rolls one task at a time in order (start-first or

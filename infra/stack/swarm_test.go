@@ -22,8 +22,15 @@ func TestSwarmStackShape(t *testing.T) {
 	if n := len(r.byType(containerType)); n != 0 {
 		t.Errorf("a swarm stack declares %d containers; want services only", n)
 	}
-	if n, want := len(r.byType(serviceType)), len(services(Config{}, Files{})); n != want {
-		t.Fatalf("%d services, want %d: one per service of the list", n, want)
+	want := 0
+	for _, svc := range services(Config{}, Files{}) {
+		want++
+		if svc.reloads != nil {
+			want++ // its release service
+		}
+	}
+	if n := len(r.byType(serviceType)); n != want {
+		t.Fatalf("%d services, want %d: one per service of the list, and a release service per service that reloads", n, want)
 	}
 	for _, res := range r.byType(networkType) {
 		net := decode[networkInputs](t, res)
