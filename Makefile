@@ -10,7 +10,7 @@ export GOTOOLCHAIN ?= auto
 # Every module in go.work, as package patterns (./app/... ./infra/...).
 PKGS := $(shell go list -m -f '{{.Dir}}/...' 2>/dev/null)
 BIN := $(CURDIR)/bin
-SCRIPTS := .ci/run scripts/rollout.sh scripts/up.sh scripts/setup.sh offline/build.sh redis/start.sh redis/password.sh infra/pulumi.sh lab/lab.sh $(wildcard .github/scripts/*.sh)
+SCRIPTS := .ci/run scripts/rollout.sh nginx/serve.sh nginx/release.sh scripts/up.sh scripts/setup.sh offline/build.sh redis/start.sh redis/password.sh infra/pulumi.sh lab/lab.sh $(wildcard .github/scripts/*.sh)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: help
@@ -140,7 +140,7 @@ bench: ## benchmark: nginx + 3 replicas + Redis vs an nginx ceiling on loopback,
 	cd bench && go run . -root .. -out results.md
 
 .PHONY: rollout
-rollout: ## roll a newly built app image out over the running Compose stack, no downtime
+rollout: ## change the running Compose stack with no failed request: a new app image, nginx's config (reload) or image (handoff); ROLLOUT=edge or web for one
 	VERSION=$(VERSION) bash scripts/rollout.sh
 
 .PHONY: drill

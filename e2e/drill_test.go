@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -136,14 +137,7 @@ func TestDrills(t *testing.T) {
 	for _, id := range s.containers("web") {
 		oldWeb[id] = true
 	}
-	res, delta = underLoad(func() {
-		cmd := exec.Command("bash", filepath.Join(s.root, "scripts", "rollout.sh"))
-		cmd.Env = append(os.Environ(), "COMPOSE=docker compose -p "+s.project+" --project-directory "+s.root+
-			" -f "+filepath.Join(s.root, "docker-compose.yml")+" --env-file "+s.envFile, "VERSION=drill-rollout")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("rollout: %v\n%s", err, out)
-		}
-	})
+	res, delta = underLoad(func() { s.rollout("VERSION=drill-rollout") })
 	replaced := true
 	for _, id := range s.containers("web") {
 		replaced = replaced && !oldWeb[id]
@@ -151,10 +145,33 @@ func TestDrills(t *testing.T) {
 	record("6. make rollout", "no failed request, counter exact, every replica replaced", res, delta,
 		res.Failed() == 0 && delta == int64(res.OK) && replaced, fmt.Sprintf("every replica replaced: %v", replaced))
 
+	// The edge: a new nginx takes over the port from the old one, and the
+	// config reloads in place, each 20 times in a row under load.
+	const edgeChanges = 20
+	oldNginx := s.containers("nginx")
+	res, delta = underLoad(func() {
+		for range edgeChanges {
+			s.rollout("ROLLOUT=edge", "EDGE=handoff")
+		}
+	})
+	moved := len(s.containers("nginx")) == 1 && !slices.Contains(oldNginx, s.containers("nginx")[0])
+	record(fmt.Sprintf("7. %d nginx handoffs in a row", edgeChanges), "no failed request, counter exact", res, delta,
+		res.Failed() == 0 && delta == int64(res.OK) && moved,
+		fmt.Sprintf("each: a new nginx beside the old in the edge container's namespace (reuseport, tcp_migrate_req=1), the old one SIGQUIT once the new one is healthy; one nginx left, a new one: %v", moved))
+	kept := s.containers("nginx")
+	res, delta = underLoad(func() {
+		for range edgeChanges {
+			s.rollout("ROLLOUT=edge")
+		}
+	})
+	record(fmt.Sprintf("8. %d nginx config reloads in a row", edgeChanges), "no failed request, counter exact", res, delta,
+		res.Failed() == 0 && delta == int64(res.OK) && slices.Equal(kept, s.containers("nginx")),
+		"nginx -t, then nginx -s reload in the running container; the same container throughout")
+
 	var hostile []string
 	res, delta = underLoad(func() { hostile = hostileClients(t, s) })
 	healthy := testkit.Get(s.url("/nginx-health")).Code == 200 && testkit.Get(s.url("/")).Code == 200
-	record("7. hostile clients", "normal clients unaffected; nginx and the app stay up", res, delta,
+	record("9. hostile clients", "normal clients unaffected; nginx and the app stay up", res, delta,
 		res.Failed() == 0 && healthy, strings.Join(hostile, "; "))
 
 	writeDrills(t, filepath.Join(s.root, "bench", "drills.md"), results)

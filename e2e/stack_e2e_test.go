@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +102,31 @@ func TestStack(t *testing.T) {
 		}
 	})
 
+	t.Run("make rollout hands nginx's port over and reloads its config with no failed request", func(t *testing.T) {
+		old := s.containers("nginx")
+		before := s.counter()
+		stop := testkit.SteadyLoad(s.url("/count"), 8)
+		time.Sleep(time.Second)
+		s.rollout("ROLLOUT=edge", "EDGE=handoff")
+		handed := s.containers("nginx")
+		s.rollout("ROLLOUT=edge")
+		time.Sleep(time.Second)
+		res := stop()
+		t.Logf("an nginx handoff and a reload under load: %v", res)
+		if res.Failed() > 0 {
+			t.Errorf("requests failed: %v", res)
+		}
+		if got := s.counter() - before; got != int64(res.OK) {
+			t.Errorf("counter rose by %d, %d requests got 200", got, res.OK)
+		}
+		if len(handed) != 1 || slices.Contains(old, handed[0]) {
+			t.Errorf("nginx was %v, after the handoff %v: want one new nginx", old, handed)
+		}
+		if now := s.containers("nginx"); !slices.Equal(now, handed) {
+			t.Errorf("nginx was %v, after the reload %v: want the same container", handed, now)
+		}
+	})
+
 	t.Run("the count survives restarts", func(t *testing.T) {
 		testkit.Get(s.url("/count"))
 		before := s.counter()
@@ -169,7 +195,7 @@ func TestStack(t *testing.T) {
 		if shown := testkit.ShownByInspect(t, s.password, nil, all...); len(shown) > 0 {
 			t.Errorf("docker inspect shows the Redis password for %v", shown)
 		}
-		for _, service := range []string{"nginx", "web", "redis"} {
+		for _, service := range []string{"edge", "nginx", "web", "redis"} {
 			for _, id := range s.containers(service) {
 				out, err := exec.Command("docker", "top", id, "-o", "uid,pid,comm").Output()
 				if err != nil {

@@ -105,6 +105,17 @@ func (s *stack) up(n int) {
 	s.compose("up", "-d", "--build", "--wait", "--wait-timeout", "180", "--scale", "web="+strconv.Itoa(n))
 }
 
+// rollout runs scripts/rollout.sh (make rollout) on the stack, with env.
+func (s *stack) rollout(env ...string) {
+	s.t.Helper()
+	cmd := exec.Command("bash", filepath.Join(s.root, "scripts", "rollout.sh"))
+	cmd.Env = append(append(os.Environ(), "COMPOSE=docker compose -p "+s.project+" --project-directory "+s.root+
+		" -f "+filepath.Join(s.root, "docker-compose.yml")+" --env-file "+s.envFile), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		s.t.Fatalf("rollout %v: %v\n%s", env, err, out)
+	}
+}
+
 // containers lists the running containers of a service.
 func (s *stack) containers(service string) []string {
 	s.t.Helper()
