@@ -181,6 +181,53 @@ func TestDeployToSwarm(t *testing.T) {
 			drill(t, "the worker rejoins", load, "nothing moves back; no request fails")
 			d.expectNoChanges()
 		}},
+		{"a new nginx image on two managers replaces one task at a time", func(t *testing.T) {
+			// A second manager: nginx runs on every manager, each with the
+			// port on its own address, as users point DNS at several.
+			const second = "lab2"
+			if out, err := d.engine.docker("node", "promote", second).CombinedOutput(); err != nil {
+				t.Fatalf("docker node promote %s: %v\n%s", second, err, out)
+			}
+			defer func() {
+				if out, err := d.engine.docker("node", "demote", second).CombinedOutput(); err != nil {
+					t.Errorf("docker node demote %s: %v\n%s", second, err, out)
+				}
+			}()
+			if !testkit.WaitUntil(time.Minute, func() bool { return len(d.taskNodes("nginx")) == 2 }) {
+				t.Fatalf("nginx runs on %v; want both managers", d.taskNodes("nginx"))
+			}
+			image := d.pushedImage(lab["LAB_REGISTRY"], "tally-nginx-next", lab["LAB_REGISTRY"]+"/"+path.Base(ws.images["NGINX_IMAGE"]))
+			d.setConfig("tally:nginxImage", image)
+			addrs := strings.Fields(lab["LAB_ADDRS"])
+			before := d.counter()
+			// A client on each manager's address.
+			var stops []func() *testkit.Tally
+			for _, addr := range addrs[:2] {
+				stops = append(stops, testkit.SteadyLoad(fmt.Sprintf("http://%s:%d/count", addr, d.port), 2))
+			}
+			start := time.Now()
+			d.up()
+			// The provider does not wait for a global service: Swarm
+			// replaces one task, waits until it is healthy, then the other.
+			done := testkit.WaitUntil(2*time.Minute, func() bool {
+				out, _ := d.engine.docker("service", "inspect", "-f", "{{.UpdateStatus.State}}", d.serviceName("nginx")).Output()
+				return strings.TrimSpace(string(out)) == "completed"
+			})
+			took := time.Since(start)
+			time.Sleep(2 * time.Second)
+			load := testkit.NewTally()
+			for _, stop := range stops {
+				load.Merge(stop())
+			}
+			if !done {
+				t.Fatalf("nginx's update did not complete within two minutes")
+			}
+			d.expectExactCount(before, load)
+			drill(t, "new nginx image, 2 managers (one task at a time, stop-first)", load, fmt.Sprintf(
+				"a client on each manager's address; the update took %v; longest time without an answer %v (a task stops before its node's port is free for the new one)",
+				took.Round(time.Second), load.LongestGap.Round(time.Millisecond)))
+			t.Logf("a new nginx image on two managers: %v", load)
+		}},
 		{"destroy removes services, networks and secret, keeps Redis' volume", func(t *testing.T) {
 			d.destroy()
 			for _, kind := range []string{"service", "network", "secret"} {
@@ -268,16 +315,23 @@ func (d *deployment) nodeStatus(node string) string {
 // its name.
 func (d *deployment) brokenImage(registry string) string {
 	d.t.Helper()
-	name := registry + "/tally-broken:" + randomHex(3)
-	build := d.engine.docker("build", "-q", "-t", name, "-")
-	build.Stdin = strings.NewReader(fmt.Sprintf("FROM %s\nENTRYPOINT [\"sleep\", \"infinity\"]\n", d.images["REDIS_IMAGE"]))
+	return d.pushedImage(registry, "tally-broken", d.images["REDIS_IMAGE"], `ENTRYPOINT ["sleep", "infinity"]`)
+}
+
+// pushedImage builds an image named registry/name:<random> from base, with
+// lines added to its Dockerfile, and pushes it.
+func (d *deployment) pushedImage(registry, name, base string, lines ...string) string {
+	d.t.Helper()
+	image := registry + "/" + name + ":" + randomHex(3)
+	build := d.engine.docker("build", "-q", "-t", image, "-")
+	build.Stdin = strings.NewReader(fmt.Sprintf("FROM %s\nLABEL tally.test=%s\n%s\n", base, image, strings.Join(lines, "\n")))
 	if out, err := build.CombinedOutput(); err != nil {
-		d.t.Fatalf("building a broken image: %v\n%s", err, out)
+		d.t.Fatalf("building %s: %v\n%s", image, err, out)
 	}
-	if out, err := d.engine.docker("push", "-q", name).CombinedOutput(); err != nil {
-		d.t.Fatalf("pushing it: %v\n%s", err, out)
+	if out, err := d.engine.docker("push", "-q", image).CombinedOutput(); err != nil {
+		d.t.Fatalf("pushing %s: %v\n%s", image, err, out)
 	}
-	return name
+	return image
 }
 
 // upUnderLoadFails runs an up that is to fail under load, and checks the

@@ -112,6 +112,28 @@ func (t *Tally) Failed() int {
 	return n
 }
 
+// Merge adds what o saw to t: two clients' tallies as one.
+func (t *Tally) Merge(o *Tally) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	t.OK += o.OK
+	for k, n := range o.Failures {
+		t.Failures[k] += n
+	}
+	for k, n := range o.Counts {
+		t.Counts[k] += n
+	}
+	for k := range o.Instances {
+		t.Instances[k] = true
+	}
+	for k, d := range o.Slowest {
+		t.Slowest[k] = max(t.Slowest[k], d)
+	}
+	t.LongestGap = max(t.LongestGap, o.LongestGap)
+}
+
 // Duplicates lists counts handed out more than once.
 func (t *Tally) Duplicates() []int64 {
 	var d []int64
