@@ -42,7 +42,8 @@ var (
 	quick       = flag.Bool("quick", false, "only the loopback scenarios: skip the image build, the Go benchmarks and the deploys (for trying a change)")
 	deployRuns  = flag.Int("deploy-runs", 3, "runs of each deploy figure; the median is reported (0 skips the deploys)")
 	deployOnly  = flag.Bool("deploy-only", false, "only the deploy figures, printed (for trying a change)")
-	against     = flag.String("against", "", "git revision: also run /count through nginx on the app as it was there, in the same rounds (for measuring a change)")
+	against     = flag.String("against", "", "git revision: also run /count through nginx on the app as it was there, in the same rounds (for measuring a change); with -deployed, its Compose stack too")
+	deployed    = flag.Bool("deployed", true, "also measure the Compose stack as make up starts it, in the same rounds (needs docker compose v2; off with -quick)")
 )
 
 func main() {
@@ -153,10 +154,60 @@ func run() error {
 			url: fmt.Sprintf("http://127.0.0.1:%d/count", port), into: &r.Against}
 		scenarios = append(scenarios, againstCount)
 	}
+	var stacks []*composeStack
+	defer func() {
+		for _, st := range stacks {
+			st.stop()
+		}
+	}()
+	var deployedCount, deployedIndex, deployedAgainst *scenario
+	switch {
+	case !*deployed || *quick:
+		r.DeployedNote = "not measured (-quick or -deployed=false)"
+	case exec.Command("docker", "compose", "version").Run() != nil:
+		r.DeployedNote = "not measured: needs docker compose v2"
+	default:
+		st, err := startCompose(*root, "here", images)
+		if err != nil {
+			return err
+		}
+		stacks = append(stacks, st)
+		deployedCount = &scenario{name: "deployed /count", url: st.url("/count"), into: &r.DeployedCount, sample: st.sampler(), perf: true}
+		deployedIndex = &scenario{name: "deployed /", url: st.url("/"), into: &r.DeployedIndex, sample: st.sampler()}
+		scenarios = append(scenarios, deployedCount, deployedIndex)
+		if *against != "" {
+			tree := filepath.Join(dir, "against-tree")
+			if err := os.MkdirAll(tree, 0o755); err != nil {
+				return err
+			}
+			archive := exec.Command("sh", "-c", `git -C "$0" archive "$1" | tar -x -C "$2"`, *root, *against, tree)
+			if out, err := archive.CombinedOutput(); err != nil {
+				return fmt.Errorf("git archive %s: %v\n%s", *against, err, out)
+			}
+			old, err := startCompose(tree, "against", images)
+			if err != nil {
+				return err
+			}
+			stacks = append(stacks, old)
+			deployedAgainst = &scenario{name: "deployed /count at " + *against, url: old.url("/count"), into: &r.DeployedAgainst, sample: old.sampler()}
+			scenarios = append(scenarios, deployedAgainst)
+		}
+	}
 	profile, err := measure(scenarios, &procs, func() string { return cpuProfile(bin, debugPort, dir) })
 	if err != nil {
 		return err
 	}
+	if deployedCount != nil {
+		r.DeployedCPU, r.KernelProfile = deployedCount.cpu, deployedCount.kernel
+		r.DeployedIndexCPU = deployedIndex.cpu
+		if deployedAgainst != nil {
+			r.DeployedAgainstCPU = deployedAgainst.cpu
+		}
+	}
+	for _, st := range stacks {
+		st.stop()
+	}
+	stacks = nil
 	r.CPU, r.Profile = scenarios[2].cpu, profile
 	if againstCount != nil {
 		r.AgainstCPU = againstCount.cpu[againstReplicas]
@@ -395,9 +446,14 @@ type scenario struct {
 	name, url string
 	into      *figure
 	profile   bool // profile a replica during this scenario's first round
+	perf      bool // record the machine with perf during its first round
 	rounds    []figure
 	cpu       map[string]float64 // CPU seconds per process group, then cores once divided by seconds
 	seconds   float64            // wall time of the rounds
+	// sample reads the counters cpu is made of; nil for the loopback
+	// processes' (cpuTimes).
+	sample func() map[string]float64
+	kernel string // what perf recorded (perf)
 }
 
 // measure warms every scenario up, then runs the rounds in turn — ceiling,
@@ -419,17 +475,25 @@ func measure(scenarios []*scenario, p *procs, takeProfile func() string) (string
 	for round := range *rounds {
 		for _, s := range scenarios {
 			logf("round %d/%d: %s", round+1, *rounds, s.name)
-			var profiled chan string
+			var profiled, perfed chan string
 			if s.profile && round == 0 {
 				profiled = make(chan string, 1)
 				go func() { profiled <- takeProfile() }()
 			}
-			before, start := cpuTimes(*p), time.Now()
+			if s.perf && round == 0 {
+				perfed = make(chan string, 1)
+				go func() { perfed <- kernelProfile(*duration - time.Second) }()
+			}
+			sample := s.sample
+			if sample == nil {
+				sample = func() map[string]float64 { return cpuTimes(*p) }
+			}
+			before, start := sample(), time.Now()
 			f, err := wrk(s.url, *duration)
 			if err != nil {
 				return "", fmt.Errorf("%s: %w", s.name, err)
 			}
-			after := cpuTimes(*p)
+			after := sample()
 			s.seconds += time.Since(start).Seconds()
 			for name, t := range after {
 				s.cpu[name] += t - before[name]
@@ -437,6 +501,9 @@ func measure(scenarios []*scenario, p *procs, takeProfile func() string) (string
 			s.rounds = append(s.rounds, f)
 			if profiled != nil {
 				profile = <-profiled
+			}
+			if perfed != nil {
+				s.kernel = <-perfed
 			}
 		}
 	}
@@ -500,6 +567,7 @@ func cpuTimes(p procs) map[string]float64 {
 		}
 	}
 	out[machineTotal] = machineCPU()
+	_, _, out[taskSwitches] = machineTimes()
 	return out
 }
 

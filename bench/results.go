@@ -24,6 +24,11 @@ type results struct {
 	GoBench                       string
 	Deploy, DeployNote            string // the deploy figures' table, or why there is none
 	Profile                       string // pprof -top of one replica during /count
+
+	// The Compose stack as make up starts it, in the same rounds.
+	DeployedCount, DeployedIndex, DeployedAgainst     figure
+	DeployedCPU, DeployedIndexCPU, DeployedAgainstCPU map[string]float64 // cores per service and daemon, user and kernel; task switches a second
+	DeployedNote, KernelProfile                       string
 }
 
 // Targets for a 2-core machine (issue "Prove it").
@@ -33,6 +38,8 @@ const (
 	targetImage = 15.0 // MB
 	targetRSS   = 15 * 1024
 	targetReady = 200 * time.Millisecond
+
+	targetDeployed = 0.6 // deployed /count ÷ loopback /count (issue "Fast as deployed")
 
 	targetAppChange = 20 * time.Second // issue "Speed where users wait"
 	targetPreview   = 5 * time.Second
@@ -96,7 +103,7 @@ func (r results) markdown() string {
 	var names []string
 	accounted := 0.0
 	for name := range r.CPU {
-		if !slices.Contains([]string{machineTotal, "nginx-ceiling", "nginx-against", againstReplicas}, name) {
+		if !slices.Contains([]string{machineTotal, taskSwitches, "nginx-ceiling", "nginx-against", againstReplicas}, name) {
 			names = append(names, name)
 			accounted += r.CPU[name]
 		}
@@ -120,6 +127,7 @@ func (r results) markdown() string {
 		b.WriteString("\n## Profile of one replica during `/count` through nginx\n\n")
 		b.WriteString("`go tool pprof -top`, flat time first. `Syscall6` is the replica's system calls; `strace -c` on a replica counts, per visit, 2 writes (the response, the Redis command), 2 reads (the request, the reply) and 1 recvfrom (go-redis peeks at a pooled connection before each use), besides the futex calls that wake goroutines.\n\n```\n" + r.Profile + "\n```\n")
 	}
+	b.WriteString(r.deployedMarkdown())
 	b.WriteString("\n## Deploys: edit → live\n\n")
 	if r.Deploy != "" {
 		fmt.Fprintf(&b, "The real `pulumi` and docker provider, and Compose, on this machine's Docker engine; a stack of their own on a copy of the repository, the program compiled once, the app image's build cache warm after the first run. Targets: one-line app change live on every replica ≤ %v, no-op preview ≤ %v, empty → serving ≤ %v.\n\n%s",
@@ -130,6 +138,68 @@ func (r results) markdown() string {
 	}
 	if r.GoBench != "" {
 		b.WriteString("\n## Go benchmarks (`app/web`, real Redis)\n\n```\n" + r.GoBench + "\n```\n")
+	}
+	return b.String()
+}
+
+// deployedMarkdown is the section on the stack as deployed: the figures
+// beside the loopback ones, and where the CPU went.
+func (r results) deployedMarkdown() string {
+	var b strings.Builder
+	b.WriteString("\n## As deployed: the Compose stack `make up` starts\n\n")
+	if r.DeployedNote != "" {
+		b.WriteString(r.DeployedNote + "\n")
+		return b.String()
+	}
+	b.WriteString("The same machine, the same rounds as the figures above: three web replicas, nginx in its edge container's network namespace, Redis, each in its container with its limits, logging through Docker's `json-file` driver; wrk on 127.0.0.1 through the published port (Docker's userland proxy, `docker-proxy`, carries a loopback client's connections).\n\n")
+	b.WriteString("| scenario | requests/s | × loopback | p50 | p99 | errors |\n|---|---:|---:|---:|---:|---:|\n")
+	rows := []struct {
+		name     string
+		f, loops figure
+	}{
+		{"`/count`, deployed", r.DeployedCount, r.Count},
+		{"`/`, deployed", r.DeployedIndex, r.Index},
+	}
+	if r.AgainstRev != "" {
+		rows = append(rows, struct {
+			name     string
+			f, loops figure
+		}{"`/count`, deployed, at " + r.AgainstRev, r.DeployedAgainst, r.Count})
+	}
+	for _, row := range rows {
+		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %s | %s | %d |\n", row.name, row.f.RPS, row.f.RPS/row.loops.RPS, ms(row.f.P50), ms(row.f.P99), row.f.Errors)
+	}
+	ratio := r.DeployedCount.RPS / r.Count.RPS
+	fmt.Fprintf(&b, "\n| figure | value | target | |\n|---|---:|---:|---|\n| deployed `/count` ÷ loopback `/count` | %.2f | ≥ %.1f | %s |\n", ratio, targetDeployed, verdict(ratio >= targetDeployed))
+
+	b.WriteString("\n### Where the CPU went during deployed `/count`\n\nCores busy on average, user and kernel, per container (the cgroup's) and per Docker daemon on the host, and per visit:\n\n| part | user cores | kernel cores | µs of CPU per visit |\n|---|---:|---:|---:|\n")
+	parts := map[string]bool{}
+	for k := range r.DeployedCPU {
+		if name, ok := strings.CutSuffix(k, ", user"); ok && k != machineUser {
+			parts[name] = true
+		}
+	}
+	names := slices.Collect(func(yield func(string) bool) {
+		for n := range parts {
+			if !yield(n) {
+				return
+			}
+		}
+	})
+	busy := func(n string) float64 { return r.DeployedCPU[n+", user"] + r.DeployedCPU[n+", kernel"] }
+	sort.Slice(names, func(i, j int) bool { return busy(names[i]) > busy(names[j]) })
+	for _, n := range names {
+		if busy(n) < 0.005 {
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.0f |\n", n, r.DeployedCPU[n+", user"], r.DeployedCPU[n+", kernel"], perRequest(busy(n), r.DeployedCount.RPS))
+	}
+	mu, mk := r.DeployedCPU[machineUser], r.DeployedCPU[machineKernel]
+	fmt.Fprintf(&b, "| **whole machine** | **%.2f** | **%.2f** | **%.0f** |\n", mu, mk, perRequest(mu+mk, r.DeployedCount.RPS))
+	fmt.Fprintf(&b, "\nTask switches, the whole machine: %.0f a second, %.1f per visit (loopback `/count`: %.1f per visit).\n",
+		r.DeployedCPU[taskSwitches], r.DeployedCPU[taskSwitches]/r.DeployedCount.RPS, r.CPU[taskSwitches]/r.Count.RPS)
+	if r.KernelProfile != "" {
+		b.WriteString("\n### perf, the whole machine, during deployed `/count`\n\n```\n" + r.KernelProfile + "\n```\n")
 	}
 	return b.String()
 }

@@ -66,7 +66,17 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// observe logs one line per request and records its metrics.
+// slowRequest is how long a request may take before the app logs it even
+// when it succeeded: well past what Redis and the app take on a loaded
+// machine (REDIS_TIMEOUT is 300ms), so only trouble is logged.
+const slowRequest = time.Second
+
+// observe records every request's metrics, and logs the requests only the
+// app can say something about: a failure (5xx), or a slow one. nginx's
+// access log already has a line for every request, with its id, status and
+// timing; a second line per visit, from the app, cost about a fifth of
+// /count's throughput as deployed (bench/results.md). At LOG_LEVEL=debug
+// the app logs every request.
 func observe(logger *slog.Logger, m *metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -84,7 +94,11 @@ func observe(logger *slog.Logger, m *metrics, next http.Handler) http.Handler {
 		}
 		m.requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
 		m.duration.WithLabelValues(route).Observe(elapsed.Seconds())
-		logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		level := slog.LevelDebug
+		if rec.status >= 500 || elapsed >= slowRequest {
+			level = slog.LevelWarn
+		}
+		logger.LogAttrs(r.Context(), level, "request",
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
 			slog.Int("status", rec.status),

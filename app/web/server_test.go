@@ -263,3 +263,26 @@ func TestResentCountWithTheSameRequestIDCountsOnce(t *testing.T) {
 		t.Errorf("counts for ids 1, 1, 2 = %q %q %q; want 1 1 2", a, b, c)
 	}
 }
+
+// nginx logs every request; the app logs those only it can say something
+// about (failures, slow ones), and every one at debug.
+func TestRequestLogsWhatOnlyTheAppKnows(t *testing.T) {
+	for _, tc := range []struct {
+		level   slog.Level
+		counter *memcounter.Counter
+		logged  bool
+	}{
+		{slog.LevelInfo, &memcounter.Counter{}, false},
+		{slog.LevelInfo, down(), true},
+		{slog.LevelDebug, &memcounter.Counter{}, true},
+	} {
+		var out strings.Builder
+		logger := slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: tc.level}))
+		var draining atomic.Bool
+		h := NewServer(logger, tc.counter, prometheus.NewRegistry(), Info{Instance: instance, Version: "test"}, &draining)
+		code := do(h, http.MethodGet, "/count", "").Code
+		if got := strings.Contains(out.String(), `"msg":"request"`); got != tc.logged {
+			t.Errorf("level %v, /count answered %d: request logged %v, want %v:\n%s", tc.level, code, got, tc.logged, out.String())
+		}
+	}
+}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// composeStack is the Compose stack as `make up` starts it (three web
+// replicas, nginx in its edge container's namespace, Redis, the published
+// port through Docker's proxy) from the repository at dir, for the deployed
+// scenarios: what users run, measured beside the loopback processes.
+type composeStack struct {
+	dir, project string
+	port         int
+	env          []string
+}
+
+func startCompose(dir, name string, images map[string]string) (*composeStack, error) {
+	s := &composeStack{dir: dir, port: freePort()}
+	s.project = fmt.Sprintf("tally-bench-%s-%d", name, s.port)
+	secret := filepath.Join(os.TempDir(), s.project+"-password")
+	if err := os.WriteFile(secret, []byte(password+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	s.env = append(os.Environ(), "COMPOSE_PROJECT_NAME="+s.project, "HTTP_PORT="+strconv.Itoa(s.port),
+		"REDIS_PASSWORD_SECRET="+secret, "REDIS_IMAGE="+images["REDIS_IMAGE"], "NGINX_IMAGE="+images["NGINX_IMAGE"],
+		"GO_IMAGE="+images["GO_IMAGE"], "VERSION=bench")
+	logf("starting the Compose stack %s (make up's defaults)", s.project)
+	if err := s.compose("up", "-d", "--build", "--wait", "--wait-timeout", "300", "--scale", "web=3"); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *composeStack) compose(args ...string) error {
+	cmd := exec.Command("docker", append([]string{"compose"}, args...)...)
+	cmd.Dir, cmd.Env = s.dir, s.env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("docker compose %s: %v\n%s", strings.Join(args, " "), err, lastLines(string(out), 15))
+	}
+	return nil
+}
+
+func (s *composeStack) stop() {
+	if err := s.compose("down", "-v", "--remove-orphans"); err != nil {
+		logf("stopping %s: %v", s.project, err)
+	}
+}
+
+func (s *composeStack) url(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", s.port, path)
+}
+
+// containers are the stack's container IDs by Compose service.
+func (s *composeStack) containers() map[string][]string {
+	cmd := exec.Command("docker", "ps", "-q", "--no-trunc", "--filter", "label=com.docker.compose.project="+s.project,
+		"--format", `{{.ID}} {{.Label "com.docker.compose.service"}}`)
+	out, _ := cmd.Output()
+	by := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if id, svc, ok := strings.Cut(line, " "); ok {
+			by[svc] = append(by[svc], id)
+		}
+	}
+	return by
+}
+
+// Keys of a deployed sample besides the per-service and per-daemon CPU.
+const (
+	machineUser   = "machine, user"
+	machineKernel = "machine, kernel"
+	taskSwitches  = "task switches"
+)
+
+// sampler reads the CPU seconds, user and kernel, of each of the stack's
+// services (their containers' cgroups) and of the Docker daemons on the
+// host (dockerd, containerd, the shims, docker-proxy), the machine's, and
+// its count of task switches.
+func (s *composeStack) sampler() func() map[string]float64 {
+	cgroups := map[string][]string{}
+	for svc, ids := range s.containers() {
+		for _, id := range ids {
+			if dir, err := cgroupDir(id); err == nil {
+				cgroups[svc] = append(cgroups[svc], dir)
+			}
+		}
+	}
+	return func() map[string]float64 {
+		out := map[string]float64{}
+		for svc, dirs := range cgroups {
+			for _, dir := range dirs {
+				user, kernel := cgroupCPU(dir)
+				out[svc+", user"] += user
+				out[svc+", kernel"] += kernel
+			}
+		}
+		for _, pid := range daemonPIDs() {
+			name, user, kernel := procTimes(pid)
+			out[name+", user"] += user
+			out[name+", kernel"] += kernel
+		}
+		user, kernel, switches := machineTimes()
+		out[machineUser], out[machineKernel], out[taskSwitches] = user, kernel, switches
+		return out
+	}
+}
+
+// cgroupDir is the cgroup (v2) directory of a running container.
+func cgroupDir(id string) (string, error) {
+	out, err := exec.Command("docker", "inspect", "-f", "{{.State.Pid}}", id).Output()
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile("/proc/" + strings.TrimSpace(string(out)) + "/cgroup")
+	if err != nil {
+		return "", err
+	}
+	_, path, _ := strings.Cut(strings.TrimSpace(string(b)), "::")
+	return filepath.Join("/sys/fs/cgroup", path), nil
+}
+
+func cgroupCPU(dir string) (user, kernel float64) {
+	b, _ := os.ReadFile(filepath.Join(dir, "cpu.stat"))
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), " ")
+		n, _ := strconv.ParseFloat(v, 64)
+		switch k {
+		case "user_usec":
+			user = n / 1e6
+		case "system_usec":
+			kernel = n / 1e6
+		}
+	}
+	return user, kernel
+}
+
+// daemons are the host processes of the Docker engine that a request
+// through a published port may cost.
+var daemons = []string{"dockerd", "containerd", "containerd-shim", "docker-proxy"}
+
+func daemonPIDs() []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, _ := os.ReadFile("/proc/" + e.Name() + "/comm")
+		if slices.Contains(daemons, strings.TrimSpace(string(comm))) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// procTimes is a process's name and CPU seconds, user and kernel.
+func procTimes(pid int) (string, float64, float64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0, 0
+	}
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < 0 {
+		return "", 0, 0
+	}
+	f := strings.Fields(string(b[end+2:]))
+	user, _ := strconv.ParseFloat(f[11], 64)
+	kernel, _ := strconv.ParseFloat(f[12], 64)
+	return string(b[open+1 : end]), user / clockTicks, kernel / clockTicks
+}
+
+const clockTicks = 100 // USER_HZ on Linux
+
+// machineTimes is the machine's CPU seconds in user and kernel mode (irq and
+// softirq counted as kernel), and its task switches, from /proc/stat.
+func machineTimes() (user, kernel, switches float64) {
+	b, _ := os.ReadFile("/proc/stat")
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 7 && f[0] == "cpu":
+			n := func(i int) float64 { v, _ := strconv.ParseFloat(f[i], 64); return v / clockTicks }
+			user, kernel = n(1)+n(2), n(3)+n(6)+n(7)
+		case len(f) == 2 && f[0] == "ctxt":
+			switches, _ = strconv.ParseFloat(f[1], 64)
+		}
+	}
+	return user, kernel, switches
+}
+
+// kernelProfile records where the whole machine's CPU goes for d while the
+// deployed /count scenario runs, with perf: by process and object, and the
+// kernel's busiest functions. "" where perf cannot record here.
+func kernelProfile(d time.Duration) string {
+	if _, err := exec.LookPath("perf"); err != nil {
+		return "perf is not installed (apt-get install linux-perf)"
+	}
+	data := filepath.Join(os.TempDir(), fmt.Sprintf("tally-bench-perf-%d.data", os.Getpid()))
+	defer os.Remove(data)
+	if out, err := exec.Command("perf", "record", "-a", "-q", "-o", data, "--", "sleep", strconv.Itoa(int(d.Seconds()))).CombinedOutput(); err != nil {
+		return fmt.Sprintf("perf record failed: %v %s", err, lastLines(string(out), 3))
+	}
+	report := func(sort string, n int, filter ...string) string {
+		args := append([]string{"report", "-i", data, "--stdio", "-q", "--sort", sort, "--percent-limit", "1"}, filter...)
+		out, err := exec.Command("perf", args...).Output()
+		if err != nil {
+			return "perf report failed: " + err.Error()
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		return strings.Join(lines[:min(n, len(lines))], "\n")
+	}
+	return "by process and object:\n" + report("comm,dso", 15) +
+		"\n\nthe kernel's busiest functions:\n" + report("sym", 20, "--dsos", "[kernel.kallsyms]")
+}
