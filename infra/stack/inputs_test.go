@@ -95,10 +95,10 @@ type running struct {
 	// A health check waited for; or, where there is nothing to check, the
 	// reason: a run waited for to its end (the release step), or sleep
 	// holding a network namespace (the port holder).
-	health          bool
-	memoryMB        int
-	cpus            float64
-	started         bool // false: created and never started (the password file's holder)
+	health   bool
+	memoryMB int
+	cpus     float64
+	started  bool // false: created and never started (the password file's holder)
 }
 
 func containersRunning(t *testing.T, r run) []running {
@@ -109,7 +109,7 @@ func containersRunning(t *testing.T, r run) []running {
 		out = append(out, running{
 			name: res.name, user: c.User, readOnly: c.ReadOnly, capDrops: c.Capabilities.Drops,
 			noNewPrivileges: &nnp, memoryMB: c.Memory, cpus: cpus(c.Cpus),
-			health: c.Wait && c.Healthcheck != nil || c.Attach || slices.Equal(c.Entrypoints, []string{"sleep"}),
+			health:  c.Wait && c.Healthcheck != nil || c.Attach || slices.Equal(c.Entrypoints, []string{"sleep"}),
 			started: c.Start == nil || *c.Start,
 		})
 	}
