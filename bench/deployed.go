@@ -62,7 +62,7 @@ func (s *composeStack) url(path string) string {
 
 // containers are the stack's container IDs by Compose service.
 func (s *composeStack) containers() map[string][]string {
-	cmd := exec.Command("docker", "ps", "-q", "--no-trunc", "--filter", "label=com.docker.compose.project="+s.project,
+	cmd := exec.Command("docker", "ps", "--no-trunc", "--filter", "label=com.docker.compose.project="+s.project,
 		"--format", `{{.ID}} {{.Label "com.docker.compose.service"}}`)
 	out, _ := cmd.Output()
 	by := map[string][]string{}
@@ -114,7 +114,8 @@ func (s *composeStack) sampler() func() map[string]float64 {
 	}
 }
 
-// cgroupDir is the cgroup (v2) directory of a running container.
+// cgroupDir is the directory of a running container's CPU accounting:
+// its cgroup v2 directory, or on cgroup v1 its cpuacct one.
 func cgroupDir(id string) (string, error) {
 	out, err := exec.Command("docker", "inspect", "-f", "{{.State.Pid}}", id).Output()
 	if err != nil {
@@ -124,25 +125,44 @@ func cgroupDir(id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	_, path, _ := strings.Cut(strings.TrimSpace(string(b)), "::")
-	return filepath.Join("/sys/fs/cgroup", path), nil
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		switch {
+		case len(f) != 3:
+		case f[1] == "" && f[0] == "0":
+			return filepath.Join("/sys/fs/cgroup", f[2]), nil
+		case slices.Contains(strings.Split(f[1], ","), "cpuacct"):
+			return filepath.Join("/sys/fs/cgroup/cpuacct", f[2]), nil
+		}
+	}
+	return "", fmt.Errorf("container %.12s: no CPU accounting cgroup in %q", id, b)
 }
 
+// cgroupCPU reads a cgroup's CPU seconds, user and kernel: cpu.stat (v2,
+// microseconds) or cpuacct.stat (v1, USER_HZ ticks).
 func cgroupCPU(dir string) (user, kernel float64) {
-	b, _ := os.ReadFile(filepath.Join(dir, "cpu.stat"))
+	keys := map[string]*float64{"user_usec": &user, "system_usec": &kernel}
+	unit := 1e6
+	b, err := os.ReadFile(filepath.Join(dir, "cpu.stat"))
+	if err != nil {
+		b, _ = os.ReadFile(filepath.Join(dir, "cpuacct.stat"))
+		keys, unit = map[string]*float64{"user": &user, "system": &kernel}, clockTicks
+	}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		k, v, _ := strings.Cut(sc.Text(), " ")
-		n, _ := strconv.ParseFloat(v, 64)
-		switch k {
-		case "user_usec":
-			user = n / 1e6
-		case "system_usec":
-			kernel = n / 1e6
+		if dst, ok := keys[k]; ok {
+			n, _ := strconv.ParseFloat(v, 64)
+			*dst = n / unit
 		}
 	}
 	return user, kernel
 }
+
+// pause freezes the stack's containers, health checks and all, so that
+// it costs nothing while other scenarios run; resume thaws them.
+func (s *composeStack) pause() error  { return s.compose("pause") }
+func (s *composeStack) resume() error { return s.compose("unpause") }
 
 // daemons are the host processes of the Docker engine that a request
 // through a published port may cost.

@@ -172,8 +172,8 @@ func run() error {
 			return err
 		}
 		stacks = append(stacks, st)
-		deployedCount = &scenario{name: "deployed /count", url: st.url("/count"), into: &r.DeployedCount, sample: st.sampler(), perf: true}
-		deployedIndex = &scenario{name: "deployed /", url: st.url("/"), into: &r.DeployedIndex, sample: st.sampler()}
+		deployedCount = &scenario{name: "deployed /count", url: st.url("/count"), into: &r.DeployedCount, sample: st.sampler(), perf: true, stack: st}
+		deployedIndex = &scenario{name: "deployed /", url: st.url("/"), into: &r.DeployedIndex, sample: st.sampler(), stack: st}
 		scenarios = append(scenarios, deployedCount, deployedIndex)
 		if *against != "" {
 			tree := filepath.Join(dir, "against-tree")
@@ -189,8 +189,13 @@ func run() error {
 				return err
 			}
 			stacks = append(stacks, old)
-			deployedAgainst = &scenario{name: "deployed /count at " + *against, url: old.url("/count"), into: &r.DeployedAgainst, sample: old.sampler()}
+			deployedAgainst = &scenario{name: "deployed /count at " + *against, url: old.url("/count"), into: &r.DeployedAgainst, sample: old.sampler(), stack: old}
 			scenarios = append(scenarios, deployedAgainst)
+		}
+		for _, st := range stacks {
+			if err := st.pause(); err != nil {
+				return err
+			}
 		}
 	}
 	profile, err := measure(scenarios, &procs, func() string { return cpuProfile(bin, debugPort, dir) })
@@ -406,7 +411,7 @@ func startNginx(p *procs, dir, name string, replicas []int, extra string) (int, 
 		return 0, err
 	}
 	port := freePort()
-	c := strings.Replace(string(conf), "listen 8080 default_server;", fmt.Sprintf("listen 127.0.0.1:%d default_server;", port), 1)
+	c := strings.Replace(string(conf), "listen 8080 reuseport default_server;", fmt.Sprintf("listen 127.0.0.1:%d reuseport default_server;", port), 1)
 	c = strings.Replace(c, "pid /tmp/nginx.pid;", "pid "+filepath.Join(prefix, "nginx.pid")+";", 1)
 	if c == string(conf) || !strings.Contains(c, strconv.Itoa(port)) {
 		return 0, errors.New("nginx/nginx.conf no longer has the listen and pid lines bench rewrites")
@@ -454,6 +459,10 @@ type scenario struct {
 	// processes' (cpuTimes).
 	sample func() map[string]float64
 	kernel string // what perf recorded (perf)
+	// stack, for a deployed scenario: frozen but while its own rounds run,
+	// so that its containers' health checks and logs cost the others
+	// nothing.
+	stack *composeStack
 }
 
 // measure warms every scenario up, then runs the rounds in turn — ceiling,
@@ -462,9 +471,20 @@ type scenario struct {
 // every scenario alike instead of on whichever ran at that moment. It
 // returns the profile taken during the profiled scenario's first round.
 func measure(scenarios []*scenario, p *procs, takeProfile func() string) (string, error) {
+	// run runs f with s's stack, if it has one, thawed.
+	run := func(s *scenario, f func() error) error {
+		if s.stack == nil {
+			return f()
+		}
+		if err := s.stack.resume(); err != nil {
+			return err
+		}
+		time.Sleep(time.Second) // health checks due while frozen run now
+		return errors.Join(f(), s.stack.pause())
+	}
 	for _, s := range scenarios {
 		logf("warming up %s", s.name)
-		if _, err := wrk(s.url, 2*time.Second); err != nil {
+		if err := run(s, func() error { _, err := wrk(s.url, 2*time.Second); return err }); err != nil {
 			return "", fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
@@ -480,20 +500,26 @@ func measure(scenarios []*scenario, p *procs, takeProfile func() string) (string
 				profiled = make(chan string, 1)
 				go func() { profiled <- takeProfile() }()
 			}
-			if s.perf && round == 0 {
-				perfed = make(chan string, 1)
-				go func() { perfed <- kernelProfile(*duration - time.Second) }()
-			}
 			sample := s.sample
 			if sample == nil {
 				sample = func() map[string]float64 { return cpuTimes(*p) }
 			}
-			before, start := sample(), time.Now()
-			f, err := wrk(s.url, *duration)
+			var before, after map[string]float64
+			var f figure
+			var start time.Time
+			err := run(s, func() (err error) {
+				if s.perf && round == 0 {
+					perfed = make(chan string, 1)
+					go func() { perfed <- kernelProfile(*duration - time.Second) }()
+				}
+				before, start = sample(), time.Now()
+				f, err = wrk(s.url, *duration)
+				after = sample()
+				return err
+			})
 			if err != nil {
 				return "", fmt.Errorf("%s: %w", s.name, err)
 			}
-			after := sample()
 			s.seconds += time.Since(start).Seconds()
 			for name, t := range after {
 				s.cpu[name] += t - before[name]
