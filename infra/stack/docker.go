@@ -66,7 +66,11 @@ func NewDocker(ctx *pulumi.Context, name string, cfg Config, files Files, svcs [
 		// container that holds the port; others publish their own.
 		var holder *portHolder
 		if svc.replace == handoff {
-			if holder, err = newPortHolder(ctx, n, svc, images[svc.role], nets, on); err != nil {
+			// After what svc waits for, as svc: replacing the holder stops
+			// the instances in its namespace, so the new ones must be able
+			// to start right after it (an update from a stack deployed
+			// before the holder replaces the old nginx by it).
+			if holder, err = newPortHolder(ctx, n, svc, images[svc.role], nets, slices.Clone(opts)); err != nil {
 				return nil, err
 			}
 			holder.join(args)
