@@ -53,13 +53,7 @@ func newPasswordFile(ctx *pulumi.Context, n names, password Secret, svcs []servi
 		}},
 		Labels: containerLabels(n.labels("secrets")),
 	}, 16)
-	// Never started, so nothing runs with a writable root; the provider
-	// must not wait for it, restart it, or forget it for not running.
-	args.ReadOnly = pulumi.Bool(false)
-	args.Start = pulumi.Bool(false)
-	args.MustRun = pulumi.Bool(false)
-	args.Wait = pulumi.Bool(false)
-	args.Restart = pulumi.String("no")
+	neverStarted(args)
 	holder, err := docker.NewContainer(ctx, n.of("secrets", "holder"), args, append(on,
 		pulumi.DeleteBeforeReplace(false),
 		// Any image will do; a new one need not make a new holder.
@@ -68,6 +62,18 @@ func newPasswordFile(ctx *pulumi.Context, n names, password Secret, svcs []servi
 		return nil, err
 	}
 	return &passwordFile{volume: volume, holder: holder, password: password}, nil
+}
+
+// neverStarted makes hardened args those of a holder: a container created
+// for the provider to upload files through its root, which must be
+// writable, and never started, so nothing runs with a writable root; the
+// provider must not wait for it, restart it, or forget it for not running.
+func neverStarted(args *docker.ContainerArgs) {
+	args.ReadOnly = pulumi.Bool(false)
+	args.Start = pulumi.Bool(false)
+	args.MustRun = pulumi.Bool(false)
+	args.Wait = pulumi.Bool(false)
+	args.Restart = pulumi.String("no")
 }
 
 // mount adds the volume to a container, read-only.

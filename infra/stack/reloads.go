@@ -62,11 +62,7 @@ func newRelease(ctx *pulumi.Context, n names, svc service, image pulumi.StringIn
 		holder.User = pulumi.String(svc.user)
 	}
 	mount(holder, volume.Name, releases, false)
-	holder.ReadOnly = pulumi.Bool(false)
-	holder.Start = pulumi.Bool(false)
-	holder.MustRun = pulumi.Bool(false)
-	holder.Wait = pulumi.Bool(false)
-	holder.Restart = pulumi.String("no")
+	neverStarted(holder)
 	// No Docker names: the next release's are made before these go.
 	files, err := docker.NewContainer(ctx, n.of(svc.role, "conf", "files"), holder, append(opts,
 		pulumi.DeleteBeforeReplace(false), pulumi.DependsOn([]pulumi.Resource{volume}),
