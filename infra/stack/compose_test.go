@@ -26,6 +26,10 @@ type composeService struct {
 	}
 	StopSignal      string `yaml:"stop_signal"`
 	StopGracePeriod string `yaml:"stop_grace_period"`
+	Logging         struct {
+		Driver  string
+		Options map[string]string
+	}
 }
 
 // composeOnly are the services docker-compose.yml runs that the Pulumi
@@ -74,6 +78,9 @@ func TestComposeAgreesWithTheServiceList(t *testing.T) {
 			{"health check retries", c.Healthcheck.Retries, svc.retries},
 			{"stop signal", c.StopSignal, svc.stopSignal},
 			{"stop grace", c.StopGracePeriod, strconv.Itoa(svc.stopGrace) + "s"},
+			{"log driver", c.Logging.Driver, logDriver},
+			{"log size", c.Logging.Options["max-size"], logMaxSize},
+			{"log files", c.Logging.Options["max-file"], logMaxFiles},
 		} {
 			if d.compose != d.list {
 				t.Errorf("%s: %s is %v in docker-compose.yml, %v in the service list", svc.role, d.what, d.compose, d.list)
@@ -88,7 +95,7 @@ func TestComposeAgreesWithTheServiceList(t *testing.T) {
 			t.Errorf("docker-compose.yml runs %s, which the service list does not have", role)
 		}
 		if !c.ReadOnly || !slices.Equal(c.CapDrop, []string{dropAll}) || !slices.Equal(c.SecurityOpt, []string{noNewPrivileges}) ||
-			c.MemLimit == "" || c.Cpus == 0 || c.PidsLimit == 0 || c.User == "" || strings.HasPrefix(c.User, "0") {
+			c.MemLimit == "" || c.Cpus == 0 || c.PidsLimit == 0 || c.User == "" || strings.HasPrefix(c.User, "0") || c.Logging.Options["max-size"] != logMaxSize {
 			t.Errorf("%s in docker-compose.yml is not hardened as every service is: %+v", role, c)
 		}
 	}
