@@ -20,14 +20,13 @@ import (
 // Each figure is the median of runs; the app image's build cache is warm
 // after the first, as it is for anyone iterating.
 type deployBench struct {
-	root    string // the repository
-	copy    string // the copy the stack deploys
-	backend string
-	env     []string // pulumi's
-	port    int
-	images  map[string]string
-	runs    int
-	rows    []deployRow
+	root   string // the repository
+	copy   string // the copy the stack deploys
+	stack  *pulumiStack
+	port   int
+	images map[string]string
+	runs   int
+	rows   []deployRow
 }
 
 type deployRow struct {
@@ -37,20 +36,24 @@ type deployRow struct {
 }
 
 func runDeployBench(root string, images map[string]string, runs int) (string, error) {
-	tmp, err := os.MkdirTemp("", "tally-deploy-bench-")
+	root, err := filepath.Abs(root)
 	if err != nil {
 		return "", err
 	}
-	defer os.RemoveAll(tmp)
-	if root, err = filepath.Abs(root); err != nil {
+	b := &deployBench{root: root, port: freePort(), images: images, runs: runs}
+	b.stack, err = newPulumiStack(root, "bench", [][]string{
+		{"--secret", "tally:redisPassword", "bench-password-" + strconv.Itoa(b.port)},
+		{"tally:httpPort", strconv.Itoa(b.port)},
+		{"tally:redisImage", images["REDIS_IMAGE"]},
+		{"tally:nginxImage", images["NGINX_IMAGE"]},
+		{"tally:goImage", images["GO_IMAGE"]},
+		{"tally:retainData", "false"},
+	})
+	if err != nil {
 		return "", err
 	}
-	b := &deployBench{root: root, copy: filepath.Join(tmp, "repo"), backend: filepath.Join(tmp, "state"), port: freePort(), images: images, runs: runs}
-	b.env = append(os.Environ(), "PULUMI_BACKEND_URL=file://"+b.backend, "PULUMI_CONFIG_PASSPHRASE=bench", "PULUMI_SKIP_UPDATE_CHECK=true")
-	if err := b.prepare(); err != nil {
-		return "", err
-	}
-	defer func() { _ = b.pulumi("destroy", "--yes", "--remove") }()
+	defer b.stack.remove()
+	b.copy = b.stack.copy
 	for _, step := range []func() error{b.fromEmpty, b.noOp, b.appChange, b.scale, b.compose} {
 		if err := step(); err != nil {
 			return b.table(), err
@@ -59,42 +62,7 @@ func runDeployBench(root string, images map[string]string, runs int) (string, er
 	return b.table(), nil
 }
 
-// prepare copies the repository, compiles the program and makes the stack.
-func (b *deployBench) prepare() error {
-	if err := os.MkdirAll(b.backend, 0o700); err != nil {
-		return err
-	}
-	if err := testkit.DeployableCopy(b.root, b.copy); err != nil {
-		return err
-	}
-	if err := b.pulumi("stack", "init", "bench"); err != nil {
-		return err
-	}
-	settings := [][]string{
-		{"--secret", "tally:redisPassword", "bench-password-" + strconv.Itoa(b.port)},
-		{"tally:httpPort", strconv.Itoa(b.port)},
-		{"tally:redisImage", b.images["REDIS_IMAGE"]},
-		{"tally:nginxImage", b.images["NGINX_IMAGE"]},
-		{"tally:goImage", b.images["GO_IMAGE"]},
-		{"tally:retainData", "false"},
-	}
-	for _, s := range settings {
-		if err := b.pulumi(append([]string{"config", "set"}, s...)...); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (b *deployBench) pulumi(args ...string) error {
-	cmd := exec.Command("pulumi", append(args, "--non-interactive")...)
-	cmd.Dir = filepath.Join(b.copy, "infra")
-	cmd.Env = b.env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("pulumi %s: %v\n%s", strings.Join(args, " "), err, lastLines(string(out), 15))
-	}
-	return nil
-}
+func (b *deployBench) pulumi(args ...string) error { return b.stack.pulumi(args...) }
 
 // timed runs f runs times, with prepare (not timed) before each.
 func (b *deployBench) timed(what, how string, prepare, f func() error) (*deployRow, error) {
@@ -147,14 +115,14 @@ func (b *deployBench) noOp() error {
 // appChange adds a line to the welcome page and times pulumi up until every
 // replica serves it, under load through nginx.
 func (b *deployBench) appChange() error {
-	return b.rollout("`pulumi up`, under load", func() error { return b.pulumi("up", "--yes") })
+	return b.rollout("`pulumi up`, under load", b.url, func() error { return b.pulumi("up", "--yes") })
 }
 
 // rollout times deploy, after a one-line change to the welcome page, until
 // every replica serves the new page, with clients counting visits.
-func (b *deployBench) rollout(how string, deploy func() error) error {
+func (b *deployBench) rollout(how string, url func(string) string, deploy func() error) error {
 	var marker string
-	stop := testkit.SteadyLoad(b.url("/count"), 4)
+	stop := testkit.SteadyLoad(url("/count"), 4)
 	row, err := b.timed("one-line app change → every replica serves it", how, func() error {
 		marker = fmt.Sprintf("bench change %d", time.Now().UnixNano())
 		return appendTo(filepath.Join(b.copy, "app", "web", "pages", "index.html"), "<p>"+marker+"</p>\n")
@@ -162,7 +130,7 @@ func (b *deployBench) rollout(how string, deploy func() error) error {
 		if err := deploy(); err != nil {
 			return err
 		}
-		return testkit.WaitFor(60*time.Second, func() bool { return servedByAll(b.url("/"), marker) })
+		return testkit.WaitFor(60*time.Second, func() bool { return servedByAll(url("/"), marker) })
 	})
 	load := stop()
 	if err != nil {
@@ -196,33 +164,26 @@ func (b *deployBench) scale() error {
 // compose times the same two paths with Compose: make up from nothing, and
 // make rollout of a one-line change, on a project of its own.
 func (b *deployBench) compose() error {
-	project := fmt.Sprintf("tally-bench-%d", b.port)
-	secret := filepath.Join(b.copy, "redis_password")
-	if err := os.WriteFile(secret, []byte("bench-password\n"), 0o644); err != nil {
+	st, err := newComposeStack(b.copy, "deploy", b.images)
+	if err != nil {
 		return err
 	}
-	env := append(os.Environ(), "HTTP_PORT="+strconv.Itoa(b.port), "REDIS_PASSWORD_SECRET="+secret,
-		"REDIS_IMAGE="+b.images["REDIS_IMAGE"], "NGINX_IMAGE="+b.images["NGINX_IMAGE"], "GO_IMAGE="+b.images["GO_IMAGE"])
-	run := func(name string, args ...string) error {
-		cmd := exec.Command(name, args...)
-		cmd.Dir, cmd.Env = b.copy, env
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, lastLines(string(out), 15))
-		}
-		return nil
-	}
-	down := func() error { return run("docker", "compose", "-p", project, "down", "-v", "--remove-orphans") }
-	defer func() { _ = down() }()
-	if _, err := b.timed("empty → serving", "`make up` (Compose)", down, func() error {
-		if err := run("docker", "compose", "-p", project, "up", "-d", "--build", "--wait", "--scale", "web=3"); err != nil {
+	defer st.stop()
+	if _, err := b.timed("empty → serving", "`make up` (Compose)", st.down, func() error {
+		if err := st.up(); err != nil {
 			return err
 		}
-		return testkit.WaitFor(60*time.Second, answers(b.url("/count")))
+		return testkit.WaitFor(60*time.Second, answers(st.url("/count")))
 	}); err != nil {
 		return err
 	}
-	return b.rollout("`make rollout` (Compose), under load", func() error {
-		return run("env", "COMPOSE=docker compose -p "+project, "bash", filepath.Join(b.root, "scripts", "rollout.sh"))
+	return b.rollout("`make rollout` (Compose), under load", st.url, func() error {
+		cmd := exec.Command("bash", filepath.Join(b.root, "scripts", "rollout.sh"))
+		cmd.Dir, cmd.Env = st.dir, append(st.env, "COMPOSE=docker compose")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("make rollout: %v\n%s", err, lastLines(string(out), 15))
+		}
+		return nil
 	})
 }
 

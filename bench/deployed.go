@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"tally/testkit"
 )
 
 // composeStack is the Compose stack as `make up` starts it (three web
@@ -24,6 +26,20 @@ type composeStack struct {
 }
 
 func startCompose(dir, name string, images map[string]string) (*composeStack, error) {
+	s, err := newComposeStack(dir, name, images)
+	if err == nil {
+		err = s.up()
+	}
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// newComposeStack is the stack's settings, a project and port of its own;
+// up starts it.
+func newComposeStack(dir, name string, images map[string]string) (*composeStack, error) {
 	s := &composeStack{dir: dir, port: freePort()}
 	s.project = fmt.Sprintf("tally-bench-%s-%d", name, s.port)
 	secret := filepath.Join(os.TempDir(), s.project+"-password")
@@ -33,12 +49,13 @@ func startCompose(dir, name string, images map[string]string) (*composeStack, er
 	s.env = append(os.Environ(), "COMPOSE_PROJECT_NAME="+s.project, "HTTP_PORT="+strconv.Itoa(s.port),
 		"REDIS_PASSWORD_SECRET="+secret, "REDIS_IMAGE="+images["REDIS_IMAGE"], "NGINX_IMAGE="+images["NGINX_IMAGE"],
 		"GO_IMAGE="+images["GO_IMAGE"], "VERSION=bench")
-	logf("starting the Compose stack %s (make up's defaults)", s.project)
-	if err := s.compose("up", "-d", "--build", "--wait", "--wait-timeout", "300", "--scale", "web=3"); err != nil {
-		s.stop()
-		return nil, err
-	}
 	return s, nil
+}
+
+// up starts the stack as make up does.
+func (s *composeStack) up() error {
+	logf("starting the Compose stack %s (make up's defaults)", s.project)
+	return s.compose("up", "-d", "--build", "--wait", "--wait-timeout", "300", "--scale", "web=3")
 }
 
 func (s *composeStack) compose(args ...string) error {
@@ -50,8 +67,10 @@ func (s *composeStack) compose(args ...string) error {
 	return nil
 }
 
+func (s *composeStack) down() error { return s.compose("down", "-v", "--remove-orphans") }
+
 func (s *composeStack) stop() {
-	if err := s.compose("down", "-v", "--remove-orphans"); err != nil {
+	if err := s.down(); err != nil {
 		logf("stopping %s: %v", s.project, err)
 	}
 }
@@ -60,18 +79,30 @@ func (s *composeStack) url(path string) string {
 	return fmt.Sprintf("http://127.0.0.1:%d%s", s.port, path)
 }
 
-// containers are the stack's container IDs by Compose service.
-func (s *composeStack) containers() map[string][]string {
-	cmd := exec.Command("docker", "ps", "--no-trunc", "--filter", "label=com.docker.compose.project="+s.project,
-		"--format", `{{.ID}} {{.Label "com.docker.compose.service"}}`)
-	out, _ := cmd.Output()
-	by := map[string][]string{}
+// container is one container of a deployed stack, on the engine docker
+// reaches with flags (none: this machine's).
+type container struct {
+	flags []string
+	id    string
+}
+
+// containers are the stack's running containers by Compose service.
+func (s *composeStack) containers() map[string][]container {
+	return listContainers(nil, "label=com.docker.compose.project="+s.project, "com.docker.compose.service")
+}
+
+// listContainers lists the running containers filter matches on the engine
+// flags name, by the value of their label by.
+func listContainers(flags []string, filter, by string) map[string][]container {
+	args := append(slices.Clone(flags), "ps", "--no-trunc", "--filter", filter, "--format", `{{.ID}} {{.Label "`+by+`"}}`)
+	out, _ := exec.Command("docker", args...).Output()
+	found := map[string][]container{}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		if id, svc, ok := strings.Cut(line, " "); ok {
-			by[svc] = append(by[svc], id)
+			found[svc] = append(found[svc], container{flags, id})
 		}
 	}
-	return by
+	return found
 }
 
 // Keys of a deployed sample besides the per-service and per-daemon CPU.
@@ -79,28 +110,45 @@ const (
 	machineUser   = "machine, user"
 	machineKernel = "machine, kernel"
 	taskSwitches  = "task switches"
+	// Per service, TCP connections its network namespace opened and
+	// accepted: whether every hop reuses its connections.
+	tcpOpened   = ", tcp opened"
+	tcpAccepted = ", tcp accepted"
 )
 
-// sampler reads the CPU seconds, user and kernel, of each of the stack's
-// services (their containers' cgroups) and of the Docker daemons on the
-// host (dockerd, containerd, the shims, docker-proxy), the machine's, and
-// its count of task switches.
-func (s *composeStack) sampler() func() map[string]float64 {
-	cgroups := map[string][]string{}
-	for svc, ids := range s.containers() {
-		for _, id := range ids {
-			if dir, err := cgroupDir(id); err == nil {
-				cgroups[svc] = append(cgroups[svc], dir)
+// sampler reads the CPU seconds, user and kernel, of each service of a
+// stack (its containers' cgroups) and of the Docker daemons on the host
+// (dockerd, containerd, the shims, docker-proxy), the machine's, its count
+// of task switches, and the TCP connections each service's network
+// namespace opened and accepted.
+func sampler(by map[string][]container) func() map[string]float64 {
+	type where struct {
+		cgroup string
+		pid    int
+	}
+	found := map[string][]where{}
+	for svc, cs := range by {
+		for _, c := range cs {
+			out, err := exec.Command("docker", append(slices.Clone(c.flags), "inspect", "-f", "{{.State.Pid}}", c.id)...).Output()
+			if err != nil {
+				continue
+			}
+			pid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+			if dir, err := cgroupDir(pid); err == nil {
+				found[svc] = append(found[svc], where{dir, pid})
 			}
 		}
 	}
 	return func() map[string]float64 {
 		out := map[string]float64{}
-		for svc, dirs := range cgroups {
-			for _, dir := range dirs {
-				user, kernel := cgroupCPU(dir)
+		for svc, ws := range found {
+			for _, w := range ws {
+				user, kernel := cgroupCPU(w.cgroup)
 				out[svc+", user"] += user
 				out[svc+", kernel"] += kernel
+				opened, accepted, _ := testkit.TCPOpens(w.pid)
+				out[svc+tcpOpened] += float64(opened)
+				out[svc+tcpAccepted] += float64(accepted)
 			}
 		}
 		for _, pid := range daemonPIDs() {
@@ -114,14 +162,12 @@ func (s *composeStack) sampler() func() map[string]float64 {
 	}
 }
 
-// cgroupDir is the directory of a running container's CPU accounting:
-// its cgroup v2 directory, or on cgroup v1 its cpuacct one.
-func cgroupDir(id string) (string, error) {
-	out, err := exec.Command("docker", "inspect", "-f", "{{.State.Pid}}", id).Output()
-	if err != nil {
-		return "", err
-	}
-	b, err := os.ReadFile("/proc/" + strings.TrimSpace(string(out)) + "/cgroup")
+func (s *composeStack) sampler() func() map[string]float64 { return sampler(s.containers()) }
+
+// cgroupDir is the directory of a running process's CPU accounting: its
+// cgroup v2 directory, or on cgroup v1 its cpuacct one.
+func cgroupDir(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
 		return "", err
 	}
@@ -135,7 +181,7 @@ func cgroupDir(id string) (string, error) {
 			return filepath.Join("/sys/fs/cgroup/cpuacct", f[2]), nil
 		}
 	}
-	return "", fmt.Errorf("container %.12s: no CPU accounting cgroup in %q", id, b)
+	return "", fmt.Errorf("process %d: no CPU accounting cgroup in %q", pid, b)
 }
 
 // cgroupCPU reads a cgroup's CPU seconds, user and kernel: cpu.stat (v2,

@@ -43,10 +43,14 @@ var (
 	deployRuns  = flag.Int("deploy-runs", 3, "runs of each deploy figure; the median is reported (0 skips the deploys)")
 	deployOnly  = flag.Bool("deploy-only", false, "only the deploy figures, printed (for trying a change)")
 	against     = flag.String("against", "", "git revision: also run /count through nginx on the app as it was there, in the same rounds (for measuring a change); with -deployed, its Compose stack too")
-	deployed    = flag.Bool("deployed", true, "also measure the Compose stack as make up starts it, in the same rounds (needs docker compose v2; off with -quick)")
+	deployed    = flag.Bool("deployed", true, "also measure the stack as deployed, in the same rounds: the Compose stack as make up starts it (needs docker compose v2) and, with -lab, Pulumi stacks on the lab; off with -quick")
+	labStacks   = flag.Bool("lab", true, "with -deployed, also deploy to the lab (root): a Pulumi stack on one node and one on its swarm")
 )
 
 func main() {
+	if serveFloor() {
+		return
+	}
 	flag.Parse()
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -137,8 +141,14 @@ func run() error {
 		return err
 	}
 
+	floorNginx, err := startFloor(&procs, dir, redisPort)
+	if err != nil {
+		return err
+	}
+
 	scenarios := []*scenario{
 		{name: "ceiling: nginx → trivial upstream", url: fmt.Sprintf("http://127.0.0.1:%d/", ceilingNginx), into: &r.Ceiling},
+		{name: "floor: nginx → net/http + one INCR", url: fmt.Sprintf("http://127.0.0.1:%d/count", floorNginx), into: &r.Floor},
 		{name: "/ through nginx", url: fmt.Sprintf("http://127.0.0.1:%d/", appNginx), into: &r.Index},
 		{name: "/count through nginx", url: fmt.Sprintf("http://127.0.0.1:%d/count", appNginx), into: &r.Count, profile: true},
 		{name: "/count on one replica", url: fmt.Sprintf("http://127.0.0.1:%d/count", apps[0]), into: &r.Direct},
@@ -154,27 +164,51 @@ func run() error {
 			url: fmt.Sprintf("http://127.0.0.1:%d/count", port), into: &r.Against}
 		scenarios = append(scenarios, againstCount)
 	}
-	var stacks []*composeStack
-	defer func() {
-		for _, st := range stacks {
-			st.stop()
+	// What the deployed scenarios started, stopped in reverse: the lab
+	// after its stacks.
+	var stops []func()
+	stopDeployed := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
 		}
-	}()
-	var deployedCount, deployedIndex, deployedAgainst *scenario
+		stops = nil
+	}
+	defer stopDeployed()
+	// deploy adds the scenarios of a deployed stack: /count (with perf if
+	// asked), /, and the revision -against's /count if it has one.
+	var deployedRuns []func()
+	deploy := func(d *deployedResult, st, old deployedStack, perf bool) {
+		d.Rows = []deployedRow{{Name: "`/count`", Loopback: &r.Count}, {Name: "`/`", Loopback: &r.Index}}
+		if old != nil {
+			d.Rows = append(d.Rows, deployedRow{Name: "`/count` at " + *against, Loopback: &r.Count})
+		}
+		count := &scenario{name: d.Title + ": /count", url: st.url("/count"), into: &d.Rows[0].F, sample: st.sampler(), perf: perf, stack: st}
+		index := &scenario{name: d.Title + ": /", url: st.url("/"), into: &d.Rows[1].F, sample: st.sampler(), stack: st}
+		scenarios = append(scenarios, count, index)
+		stops = append(stops, st.stop)
+		deployedRuns = append(deployedRuns, func() { d.CPU, d.Kernel = count.cpu, count.kernel })
+		if old != nil {
+			stops = append(stops, old.stop)
+			scenarios = append(scenarios, &scenario{name: d.Title + ": /count at " + *against, url: old.url("/count"), into: &d.Rows[2].F, sample: old.sampler(), stack: old})
+		}
+	}
+	compose := &deployedResult{Title: "the Compose stack", How: composeHow}
+	nodeStack := &deployedResult{Title: "a Pulumi stack on a lab node", How: nodeHow}
+	swarmStack := &deployedResult{Title: "the Swarm stack on the lab", How: swarmHow}
+	r.Deployed = []*deployedResult{compose, nodeStack, swarmStack}
 	switch {
 	case !*deployed || *quick:
-		r.DeployedNote = "not measured (-quick or -deployed=false)"
+		for _, d := range r.Deployed {
+			d.Note = "not measured (-quick or -deployed=false)"
+		}
 	case exec.Command("docker", "compose", "version").Run() != nil:
-		r.DeployedNote = "not measured: needs docker compose v2"
+		compose.Note = "not measured: needs docker compose v2"
 	default:
 		st, err := startCompose(*root, "here", images)
 		if err != nil {
 			return err
 		}
-		stacks = append(stacks, st)
-		deployedCount = &scenario{name: "deployed /count", url: st.url("/count"), into: &r.DeployedCount, sample: st.sampler(), perf: true, stack: st}
-		deployedIndex = &scenario{name: "deployed /", url: st.url("/"), into: &r.DeployedIndex, sample: st.sampler(), stack: st}
-		scenarios = append(scenarios, deployedCount, deployedIndex)
+		var old *composeStack
 		if *against != "" {
 			tree := filepath.Join(dir, "against-tree")
 			if err := os.MkdirAll(tree, 0o755); err != nil {
@@ -184,15 +218,47 @@ func run() error {
 			if out, err := archive.CombinedOutput(); err != nil {
 				return fmt.Errorf("git archive %s: %v\n%s", *against, err, out)
 			}
-			old, err := startCompose(tree, "against", images)
+			if old, err = startCompose(tree, "against", images); err != nil {
+				st.stop()
+				return err
+			}
+		}
+		if old != nil {
+			deploy(compose, st, old, true)
+		} else {
+			deploy(compose, st, nil, true)
+		}
+		if err := st.pause(); err != nil {
+			return err
+		}
+		if old != nil {
+			if err := old.pause(); err != nil {
+				return err
+			}
+		}
+	}
+	switch {
+	case !*deployed || *quick:
+	case !*labStacks:
+		nodeStack.Note, swarmStack.Note = "not measured (-lab=false)", "not measured (-lab=false)"
+	case exec.Command("pulumi", "version").Run() != nil:
+		nodeStack.Note, swarmStack.Note = "not measured: needs the pulumi CLI", "not measured: needs the pulumi CLI"
+	default:
+		l, err := startLab(*root, images)
+		if err != nil {
+			nodeStack.Note, swarmStack.Note = "not measured: "+err.Error(), "not measured: "+err.Error()
+			break
+		}
+		stops = append(stops, l.stop)
+		for _, d := range []struct {
+			into   *deployedResult
+			deploy func(string, map[string]string) (*labStack, error)
+		}{{nodeStack, l.deployToNode}, {swarmStack, l.deployToSwarm}} {
+			st, err := d.deploy(*root, images)
 			if err != nil {
 				return err
 			}
-			stacks = append(stacks, old)
-			deployedAgainst = &scenario{name: "deployed /count at " + *against, url: old.url("/count"), into: &r.DeployedAgainst, sample: old.sampler(), stack: old}
-			scenarios = append(scenarios, deployedAgainst)
-		}
-		for _, st := range stacks {
+			deploy(d.into, st, nil, false)
 			if err := st.pause(); err != nil {
 				return err
 			}
@@ -202,22 +268,15 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if deployedCount != nil {
-		r.DeployedCPU, r.KernelProfile = deployedCount.cpu, deployedCount.kernel
-		r.DeployedIndexCPU = deployedIndex.cpu
-		if deployedAgainst != nil {
-			r.DeployedAgainstCPU = deployedAgainst.cpu
-		}
+	for _, filled := range deployedRuns {
+		filled()
 	}
-	for _, st := range stacks {
-		st.stop()
-	}
-	stacks = nil
-	r.CPU, r.Profile = scenarios[2].cpu, profile
+	stopDeployed()
+	r.CPU, r.Profile = scenarios[3].cpu, profile
 	if againstCount != nil {
 		r.AgainstCPU = againstCount.cpu[againstReplicas]
 	}
-	r.CeilingCores, r.IndexCores = scenarios[0].cpu[machineTotal], scenarios[1].cpu[machineTotal]
+	r.CeilingCores, r.IndexCores = scenarios[0].cpu[machineTotal], scenarios[2].cpu[machineTotal]
 
 	if *quick {
 		r.ImageNote = "-quick"
@@ -462,7 +521,7 @@ type scenario struct {
 	// stack, for a deployed scenario: frozen but while its own rounds run,
 	// so that its containers' health checks and logs cost the others
 	// nothing.
-	stack *composeStack
+	stack deployedStack
 }
 
 // measure warms every scenario up, then runs the rounds in turn — ceiling,
@@ -600,6 +659,7 @@ func cpuTimes(p procs) map[string]float64 {
 const (
 	machineTotal    = "whole machine"
 	againstReplicas = "app replicas at -against"
+	floorReplicas   = "floor replicas"
 )
 
 // machineCPU is the busy CPU seconds of the whole machine, from /proc/stat.
@@ -626,6 +686,8 @@ func groupOf(name string) string {
 		return "app replicas"
 	case strings.HasPrefix(name, "against"):
 		return againstReplicas
+	case strings.HasPrefix(name, "floor"):
+		return floorReplicas
 	case name == "nginx-app":
 		return "nginx"
 	default:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -12,6 +13,7 @@ import (
 type results struct {
 	Date, Machine                 string
 	Ceiling, Index, Count, Direct figure
+	Floor                         figure // net/http and one INCR per request behind the same nginx (floor.go)
 	Against                       figure // /count through nginx on the app at AgainstRev (-against)
 	AgainstRev                    string
 	AgainstCPU                    float64            // cores its replicas kept busy
@@ -25,10 +27,24 @@ type results struct {
 	Deploy, DeployNote            string // the deploy figures' table, or why there is none
 	Profile                       string // pprof -top of one replica during /count
 
-	// The Compose stack as make up starts it, in the same rounds.
-	DeployedCount, DeployedIndex, DeployedAgainst     figure
-	DeployedCPU, DeployedIndexCPU, DeployedAgainstCPU map[string]float64 // cores per service and daemon, user and kernel; task switches a second
-	DeployedNote, KernelProfile                       string
+	// The stack as deployed, in the same rounds: Compose, a lab node, the
+	// lab's swarm.
+	Deployed []*deployedResult
+}
+
+// deployedResult is one deployed stack's figures.
+type deployedResult struct {
+	Title, How string
+	Rows       []deployedRow      // /count first
+	CPU        map[string]float64 // during /count: cores per service and daemon, user and kernel; task switches and TCP opens a second
+	Kernel     string             // perf during /count, where recorded
+	Note       string             // why it was not measured, in place of the rest
+}
+
+type deployedRow struct {
+	Name     string
+	F        figure
+	Loopback *figure // the loopback figure it is compared with
 }
 
 // Targets for a 2-core machine (issue "Prove it").
@@ -39,6 +55,7 @@ const (
 	targetRSS   = 15 * 1024
 	targetReady = 200 * time.Millisecond
 
+	targetFloor    = 0.9 // loopback /count ÷ the floor (issue "Fast as deployed")
 	targetDeployed = 0.6 // deployed /count ÷ loopback /count (issue "Fast as deployed")
 
 	targetAppChange = 20 * time.Second // issue "Speed where users wait"
@@ -69,6 +86,7 @@ func (r results) markdown() string {
 	}
 	rows := []row{
 		{"ceiling: nginx → upstream that only answers 200", r.Ceiling},
+		{"floor: nginx → 3 × net/http and one INCR → Redis", r.Floor},
 		{"`/` through nginx → 3 replicas", r.Index},
 		{"`/count` through nginx → 3 replicas → Redis", r.Count},
 		{"`/count` on one replica directly", r.Direct},
@@ -87,6 +105,8 @@ func (r results) markdown() string {
 	ratio := r.Count.RPS / r.Ceiling.RPS
 	b.WriteString("\n| figure | value | target | |\n|---|---:|---:|---|\n")
 	fmt.Fprintf(&b, "| `/count` through nginx ÷ ceiling | %.2f | ≥ %.1f | %s |\n", ratio, targetRatio, verdict(ratio >= targetRatio))
+	floor := r.Count.RPS / r.Floor.RPS
+	fmt.Fprintf(&b, "| `/count` through nginx ÷ floor | %.2f | ≥ %.1f | %s |\n", floor, targetFloor, verdict(floor >= targetFloor))
 	fmt.Fprintf(&b, "| `/count` through nginx, p99 | %s | ≤ %s | %s |\n", ms(r.Count.P99), ms(targetP99), verdict(r.Count.P99 <= targetP99))
 	if r.ImageNote == "" {
 		fmt.Fprintf(&b, "| app image size | %.1f MB | ≤ %.0f MB | %s |\n", r.ImageMB, targetImage, verdict(r.ImageMB <= targetImage))
@@ -103,7 +123,7 @@ func (r results) markdown() string {
 	var names []string
 	accounted := 0.0
 	for name := range r.CPU {
-		if !slices.Contains([]string{machineTotal, taskSwitches, "nginx-ceiling", "nginx-against", againstReplicas}, name) {
+		if !slices.Contains([]string{machineTotal, taskSwitches, "nginx-ceiling", "nginx-against", againstReplicas, "nginx-floor", floorReplicas}, name) {
 			names = append(names, name)
 			accounted += r.CPU[name]
 		}
@@ -142,64 +162,66 @@ func (r results) markdown() string {
 	return b.String()
 }
 
-// deployedMarkdown is the section on the stack as deployed: the figures
-// beside the loopback ones, and where the CPU went.
+// What each deployed stack is, and how it is reached.
+const (
+	composeHow = "Three web replicas, nginx in its edge container's network namespace, Redis, each in its container with its limits, logging through Docker's `json-file` driver; wrk on 127.0.0.1 through the published port, so Docker's userland proxy (`docker-proxy`) carries every connection."
+	nodeHow    = "The Pulumi program (`pulumi up`, the real provider) on the lab's node 3, an engine in network namespaces of its own on this machine: the same services and limits; wrk on this machine, outside the node, through the node's address (10.87.0.13), as a client reaches a server: the kernel forwards the port (iptables DNAT), no userland proxy."
+	swarmHow   = "The Pulumi program with `tally:target=swarm` on the lab's swarm of three: nginx and Redis on the manager (node 1), the three replicas wherever Swarm puts them (dnsrr on the overlay network, host-mode port); wrk on this machine through the manager's address."
+)
+
+// deployedMarkdown is the section on the stack as deployed: for each of
+// its stacks, the figures beside the loopback ones, and where the CPU went.
 func (r results) deployedMarkdown() string {
 	var b strings.Builder
-	b.WriteString("\n## As deployed: the Compose stack `make up` starts\n\n")
-	if r.DeployedNote != "" {
-		b.WriteString(r.DeployedNote + "\n")
+	b.WriteString("\n## As deployed\n\nThe same machine, the same rounds as the figures above, each stack frozen (`docker pause`) while the others run.\n")
+	for _, d := range r.Deployed {
+		b.WriteString(d.markdown(r))
+	}
+	return b.String()
+}
+
+func (d *deployedResult) markdown(r results) string {
+	var b strings.Builder
+	b.WriteString("\n### " + strings.ToUpper(d.Title[:1]) + d.Title[1:] + "\n\n")
+	if d.Note != "" {
+		b.WriteString(d.Note + "\n")
 		return b.String()
 	}
-	b.WriteString("The same machine, the same rounds as the figures above: three web replicas, nginx in its edge container's network namespace, Redis, each in its container with its limits, logging through Docker's `json-file` driver; wrk on 127.0.0.1 through the published port (Docker's userland proxy, `docker-proxy`, carries a loopback client's connections).\n\n")
-	b.WriteString("| scenario | requests/s | × loopback | p50 | p99 | errors |\n|---|---:|---:|---:|---:|---:|\n")
-	rows := []struct {
-		name     string
-		f, loops figure
-	}{
-		{"`/count`, deployed", r.DeployedCount, r.Count},
-		{"`/`, deployed", r.DeployedIndex, r.Index},
+	b.WriteString(d.How + "\n\n| scenario | requests/s | × loopback | p50 | p99 | errors |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, row := range d.Rows {
+		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %s | %s | %d |\n", row.Name, row.F.RPS, row.F.RPS/row.Loopback.RPS, ms(row.F.P50), ms(row.F.P99), row.F.Errors)
 	}
-	if r.AgainstRev != "" {
-		rows = append(rows, struct {
-			name     string
-			f, loops figure
-		}{"`/count`, deployed, at " + r.AgainstRev, r.DeployedAgainst, r.Count})
-	}
-	for _, row := range rows {
-		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %s | %s | %d |\n", row.name, row.f.RPS, row.f.RPS/row.loops.RPS, ms(row.f.P50), ms(row.f.P99), row.f.Errors)
-	}
-	ratio := r.DeployedCount.RPS / r.Count.RPS
+	visits := d.Rows[0].F.RPS
+	ratio := visits / r.Count.RPS
 	fmt.Fprintf(&b, "\n| figure | value | target | |\n|---|---:|---:|---|\n| deployed `/count` ÷ loopback `/count` | %.2f | ≥ %.1f | %s |\n", ratio, targetDeployed, verdict(ratio >= targetDeployed))
 
-	b.WriteString("\n### Where the CPU went during deployed `/count`\n\nCores busy on average, user and kernel, per container (the cgroup's) and per Docker daemon on the host, and per visit:\n\n| part | user cores | kernel cores | µs of CPU per visit |\n|---|---:|---:|---:|\n")
-	parts := map[string]bool{}
-	for k := range r.DeployedCPU {
+	b.WriteString("\nWhere the CPU went during `/count`: cores busy on average, user and kernel, per service (its containers' cgroups) and per Docker daemon on the host (every engine's), and per visit:\n\n| part | user cores | kernel cores | µs of CPU per visit |\n|---|---:|---:|---:|\n")
+	var names []string
+	for k := range d.CPU {
 		if name, ok := strings.CutSuffix(k, ", user"); ok && k != machineUser {
-			parts[name] = true
+			names = append(names, name)
 		}
 	}
-	names := slices.Collect(func(yield func(string) bool) {
-		for n := range parts {
-			if !yield(n) {
-				return
-			}
-		}
-	})
-	busy := func(n string) float64 { return r.DeployedCPU[n+", user"] + r.DeployedCPU[n+", kernel"] }
+	busy := func(n string) float64 { return d.CPU[n+", user"] + d.CPU[n+", kernel"] }
 	sort.Slice(names, func(i, j int) bool { return busy(names[i]) > busy(names[j]) })
 	for _, n := range names {
-		if busy(n) < 0.005 {
-			continue
+		if busy(n) >= 0.005 {
+			fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.0f |\n", n, d.CPU[n+", user"], d.CPU[n+", kernel"], perRequest(busy(n), visits))
 		}
-		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.0f |\n", n, r.DeployedCPU[n+", user"], r.DeployedCPU[n+", kernel"], perRequest(busy(n), r.DeployedCount.RPS))
 	}
-	mu, mk := r.DeployedCPU[machineUser], r.DeployedCPU[machineKernel]
-	fmt.Fprintf(&b, "| **whole machine** | **%.2f** | **%.2f** | **%.0f** |\n", mu, mk, perRequest(mu+mk, r.DeployedCount.RPS))
+	mu, mk := d.CPU[machineUser], d.CPU[machineKernel]
+	fmt.Fprintf(&b, "| **whole machine** | **%.2f** | **%.2f** | **%.0f** |\n", mu, mk, perRequest(mu+mk, visits))
 	fmt.Fprintf(&b, "\nTask switches, the whole machine: %.0f a second, %.1f per visit (loopback `/count`: %.1f per visit).\n",
-		r.DeployedCPU[taskSwitches], r.DeployedCPU[taskSwitches]/r.DeployedCount.RPS, r.CPU[taskSwitches]/r.Count.RPS)
-	if r.KernelProfile != "" {
-		b.WriteString("\n### perf, the whole machine, during deployed `/count`\n\n```\n" + r.KernelProfile + "\n```\n")
+		d.CPU[taskSwitches], d.CPU[taskSwitches]/visits, r.CPU[taskSwitches]/r.Count.RPS)
+
+	b.WriteString("\nConnection reuse: TCP connections each service's network namespace opened and accepted, per 1,000 visits (health checks, which connect inside their own container, included; wrk's own connections are counted where nginx accepts them; nginx shares its port holder's namespace, `edge` or `nginx-port`, so both rows count the same connections):\n\n| service | opened | accepted |\n|---|---:|---:|\n")
+	for _, n := range slices.Sorted(maps.Keys(d.CPU)) {
+		if svc, ok := strings.CutSuffix(n, tcpOpened); ok {
+			fmt.Fprintf(&b, "| %s | %.1f | %.1f |\n", svc, d.CPU[n]/visits*1000, d.CPU[svc+tcpAccepted]/visits*1000)
+		}
+	}
+	if d.Kernel != "" {
+		b.WriteString("\nperf, the whole machine, during `/count`:\n\n```\n" + d.Kernel + "\n```\n")
 	}
 	return b.String()
 }
