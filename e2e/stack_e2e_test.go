@@ -55,6 +55,43 @@ func TestStack(t *testing.T) {
 		}
 	})
 
+	t.Run("every hop reuses its connections", func(t *testing.T) {
+		// nginx keeps idle connections to the replicas (upstream keepalive)
+		// and each replica a pool to Redis: a visit opens none. Health
+		// checks, which connect inside their own container, open a few.
+		type hop struct {
+			what    string
+			service string
+			opened  bool // count what it opened, not what it accepted
+			before  int64
+		}
+		hops := []*hop{{"nginx → replicas", "nginx", true, 0}, {"replicas, accepted", "web", false, 0},
+			{"replicas → Redis", "web", true, 0}, {"Redis, accepted", "redis", false, 0}}
+		count := func(h *hop) int64 {
+			opened, accepted := s.tcpOpens(h.service)
+			if h.opened {
+				return opened
+			}
+			return accepted
+		}
+		for _, h := range hops {
+			h.before = count(h)
+		}
+		stop := testkit.SteadyLoad(s.url("/count"), 8)
+		time.Sleep(3 * time.Second)
+		load := stop()
+		if load.OK < 300 || load.Failed() > 0 {
+			t.Fatalf("load on a healthy stack: %v", load)
+		}
+		for _, h := range hops {
+			if n := count(h) - h.before; n > int64(load.OK)/50 {
+				t.Errorf("%s: %d new TCP connections for %d visits; want at most one per 50", h.what, n, load.OK)
+			} else {
+				t.Logf("%s: %d new TCP connections for %d visits", h.what, n, load.OK)
+			}
+		}
+	})
+
 	t.Run("scaling under load loses nothing", func(t *testing.T) {
 		before := s.counter()
 		stop := testkit.SteadyLoad(s.url("/count"), 8)

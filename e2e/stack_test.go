@@ -122,6 +122,25 @@ func (s *stack) containers(service string) []string {
 	return strings.Fields(s.compose("ps", "-q", service))
 }
 
+// tcpOpens sums the TCP connections the network namespaces of a
+// service's containers have opened and accepted (testkit.TCPOpens).
+func (s *stack) tcpOpens(service string) (opened, accepted int64) {
+	s.t.Helper()
+	for _, id := range s.containers(service) {
+		out, err := exec.Command("docker", "inspect", "-f", "{{.State.Pid}}", id).Output()
+		if err != nil {
+			s.t.Fatalf("docker inspect %s: %v", id, err)
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+		o, a, err := testkit.TCPOpens(pid)
+		if err != nil {
+			testkit.Missing(s.t, "the network counters of a container's process ("+err.Error()+"; run as root)")
+		}
+		opened, accepted = opened+o, accepted+a
+	}
+	return opened, accepted
+}
+
 // redisCLI runs redis-cli inside the Redis container, with the password
 // unless noAuth.
 func (s *stack) redisCLI(noAuth bool, args ...string) (string, error) {
