@@ -221,6 +221,16 @@ func TestStack(t *testing.T) {
 		if out, err := s.redisCLI(true, "GET", "visits"); err == nil && !strings.Contains(out, "NOAUTH") {
 			t.Errorf("Redis answered without the password: %q", out)
 		}
+		// Only the public routes at the edge; a scraper on the stack's
+		// network (nginx's container is there) still reads the metrics.
+		for _, path := range testkit.InternalRoutes {
+			if code, _, err := testkit.Page(s.url(path)); code != 404 {
+				t.Errorf("GET %s through nginx = %d %v, want 404", path, code, err)
+			}
+		}
+		if out, err := s.composeOutput("exec", "-T", "nginx", "bash", "-c", testkit.ScrapeMetrics); !strings.Contains(out, "scraped") {
+			t.Errorf("a scraper on the stack's network cannot read web:8080/metrics: %v %s", err, out)
+		}
 		probe := `exec 3<>/dev/tcp/redis/6379 && echo reached`
 		if out, _ := s.composeOutput("exec", "-T", "nginx", "bash", "-c", probe); strings.Contains(out, "reached") {
 			t.Errorf("nginx's container can reach Redis: %s", out)

@@ -76,6 +76,7 @@ func runSteps(t *testing.T, d *deployment) {
 func stepUp(t *testing.T, d *deployment) {
 	res := d.up()
 	d.expectServing(res, fmt.Sprintf("http://%s:%d/", d.engine.urlHost(), d.port), 3)
+	d.expectOnlyPublicRoutes()
 	if webs, _ := res.Outputs["webContainers"].Value.([]any); len(webs) != 3 {
 		t.Errorf("webContainers output = %v, want 3 names", res.Outputs["webContainers"].Value)
 	}

@@ -301,6 +301,26 @@ func (d *deployment) expectServing(res auto.UpResult, wantURL string, replicas i
 	}
 }
 
+// expectOnlyPublicRoutes checks that the edge serves / and /count only:
+// the internal routes answer 404 there, and a scraper on the stack's
+// network (here nginx's container) still gets the app's metrics.
+func (d *deployment) expectOnlyPublicRoutes() {
+	d.t.Helper()
+	for _, path := range testkit.InternalRoutes {
+		if code, _, err := testkit.Page(d.url + path); code != 404 {
+			d.t.Errorf("GET %s through nginx on %s = %d %v, want 404", path, d.engine.name, code, err)
+		}
+	}
+	out, err := d.engine.docker("ps", "-q", "--filter", "label=tally.stack="+d.name, "--filter", "label=tally.role=nginx").Output()
+	ids := strings.Fields(string(out))
+	if err != nil || len(ids) == 0 {
+		d.t.Fatalf("no running nginx container of %s on %s: %v", d.name, d.engine.name, err)
+	}
+	if out, err := d.engine.docker("exec", ids[0], "bash", "-c", testkit.ScrapeMetrics).CombinedOutput(); !strings.Contains(string(out), "scraped") {
+		d.t.Errorf("a scraper on the stack's network cannot read web:8080/metrics: %v %s", err, out)
+	}
+}
+
 func (d *deployment) expectNoFailures(load *testkit.Tally) {
 	d.t.Helper()
 	if load.Failed() > 0 {

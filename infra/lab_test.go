@@ -99,6 +99,7 @@ func upOnLabHost(t *testing.T, d *deployment, other engine) {
 	d.t = t
 	on, name := d.engine, d.name
 	d.expectServing(d.up(), d.url+"/", 3)
+	d.expectOnlyPublicRoutes()
 	d.expectPasswordHidden()
 	if images := snapshotOf(t, on, "reference=tally-"+name+"-web:*").images; len(images) != 1 {
 		t.Errorf("%s has app images %v; want the one built there", on.name, images)

@@ -55,6 +55,7 @@ func TestDeployToSwarm(t *testing.T) {
 	}{
 		{"up serves through nginx from replicas on more than one node", func(t *testing.T) {
 			d.expectServing(d.up(), d.url+"/", 3)
+			d.expectOnlyPublicRoutes()
 			if nodes := d.taskNodes("web"); len(slices.Compact(slices.Sorted(slices.Values(nodes)))) < 2 {
 				t.Errorf("web's tasks run on %v; want more than one node", nodes)
 			}
