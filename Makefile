@@ -136,7 +136,7 @@ lab-down: ## stop the lab and remove everything lab-up created
 
 # --- Evidence: benchmarks and fault drills ---------------------------------
 .PHONY: bench
-bench: ## benchmark: nginx + 3 replicas + Redis vs an nginx ceiling on loopback, then deploy times (pulumi, Compose); writes bench/results.md
+bench: ## benchmark: loopback (nginx + 3 replicas + Redis vs a ceiling and a floor), as deployed (Compose; as root, Pulumi on a lab node and on its swarm), deploy times; writes bench/results.md
 	cd bench && go run . -root .. -out results.md
 
 .PHONY: rollout
