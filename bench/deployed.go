@@ -69,8 +69,9 @@ func (s *composeStack) compose(args ...string) error {
 
 func (s *composeStack) down() error { return s.compose("down", "-v", "--remove-orphans") }
 
+// stop removes the stack, its volumes and the app image it built.
 func (s *composeStack) stop() {
-	if err := s.down(); err != nil {
+	if err := s.compose("down", "-v", "--remove-orphans", "--rmi", "local"); err != nil {
 		logf("stopping %s: %v", s.project, err)
 	}
 }
