@@ -130,11 +130,10 @@ func sampler(by map[string][]container) func() map[string]float64 {
 	found := map[string][]where{}
 	for svc, cs := range by {
 		for _, c := range cs {
-			out, err := exec.Command("docker", append(slices.Clone(c.flags), "inspect", "-f", "{{.State.Pid}}", c.id)...).Output()
+			pid, err := testkit.ContainerPID(c.flags, c.id)
 			if err != nil {
 				continue
 			}
-			pid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
 			if dir, err := cgroupDir(pid); err == nil {
 				found[svc] = append(found[svc], where{dir, pid})
 			}

@@ -127,11 +127,10 @@ func (s *stack) containers(service string) []string {
 func (s *stack) tcpOpens(service string) (opened, accepted int64) {
 	s.t.Helper()
 	for _, id := range s.containers(service) {
-		out, err := exec.Command("docker", "inspect", "-f", "{{.State.Pid}}", id).Output()
+		pid, err := testkit.ContainerPID(nil, id)
 		if err != nil {
-			s.t.Fatalf("docker inspect %s: %v", id, err)
+			s.t.Fatal(err)
 		}
-		pid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
 		o, a, err := testkit.TCPOpens(pid)
 		if err != nil {
 			testkit.Missing(s.t, "the network counters of a container's process ("+err.Error()+"; run as root)")

@@ -311,12 +311,11 @@ func (d *deployment) expectOnlyPublicRoutes() {
 			d.t.Errorf("GET %s through nginx on %s = %d %v, want 404", path, d.engine.name, code, err)
 		}
 	}
-	out, err := d.engine.docker("ps", "-q", "--filter", "label=tally.stack="+d.name, "--filter", "label=tally.role=nginx").Output()
-	ids := strings.Fields(string(out))
-	if err != nil || len(ids) == 0 {
-		d.t.Fatalf("no running nginx container of %s on %s: %v", d.name, d.engine.name, err)
+	nginx := d.ids().nginx
+	if len(nginx) == 0 {
+		d.t.Fatalf("no running nginx container of %s on %s", d.name, d.engine.name)
 	}
-	if out, err := d.engine.docker("exec", ids[0], "bash", "-c", testkit.ScrapeMetrics).CombinedOutput(); !strings.Contains(string(out), "scraped") {
+	if out, err := d.engine.docker("exec", nginx[0], "bash", "-c", testkit.ScrapeMetrics).CombinedOutput(); !strings.Contains(string(out), "scraped") {
 		d.t.Errorf("a scraper on the stack's network cannot read web:8080/metrics: %v %s", err, out)
 	}
 }

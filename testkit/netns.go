@@ -3,6 +3,8 @@ package testkit
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -38,4 +40,18 @@ func TCPOpens(pid int) (opened, accepted int64, err error) {
 		}
 	}
 	return 0, 0, fmt.Errorf("%s has no Tcp: counters", path)
+}
+
+// ContainerPID is the host PID of a running container's first process, on
+// the engine docker reaches with dockerFlags (none: this machine's).
+func ContainerPID(dockerFlags []string, id string) (int, error) {
+	out, err := exec.Command("docker", append(slices.Clone(dockerFlags), "inspect", "-f", "{{.State.Pid}}", id)...).Output()
+	if err != nil {
+		return 0, fmt.Errorf("docker inspect %.12s: %w", id, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil || pid == 0 {
+		return 0, fmt.Errorf("container %.12s is not running", id)
+	}
+	return pid, nil
 }
