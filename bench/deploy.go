@@ -20,9 +20,8 @@ import (
 // Each figure is the median of runs; the app image's build cache is warm
 // after the first, as it is for anyone iterating.
 type deployBench struct {
-	root   string // the repository
-	copy   string // the copy the stack deploys
-	stack  *pulumiStack
+	root   string       // the repository
+	stack  *pulumiStack // its copy (stack.copy) is what the stack deploys
 	port   int
 	images map[string]string
 	runs   int
@@ -53,7 +52,6 @@ func runDeployBench(root string, images map[string]string, runs int) (string, er
 		return "", err
 	}
 	defer b.stack.remove()
-	b.copy = b.stack.copy
 	for _, step := range []func() error{b.fromEmpty, b.noOp, b.appChange, b.scale, b.compose} {
 		if err := step(); err != nil {
 			return b.table(), err
@@ -125,7 +123,7 @@ func (b *deployBench) rollout(how string, url func(string) string, deploy func()
 	stop := testkit.SteadyLoad(url("/count"), 4)
 	row, err := b.timed("one-line app change → every replica serves it", how, func() error {
 		marker = fmt.Sprintf("bench change %d", time.Now().UnixNano())
-		return appendTo(filepath.Join(b.copy, "app", "web", "pages", "index.html"), "<p>"+marker+"</p>\n")
+		return appendTo(filepath.Join(b.stack.copy, "app", "web", "pages", "index.html"), "<p>"+marker+"</p>\n")
 	}, func() error {
 		if err := deploy(); err != nil {
 			return err
@@ -164,7 +162,7 @@ func (b *deployBench) scale() error {
 // compose times the same two paths with Compose: make up from nothing, and
 // make rollout of a one-line change, on a project of its own.
 func (b *deployBench) compose() error {
-	st, err := newComposeStack(b.copy, "deploy", b.images)
+	st, err := newComposeStack(b.stack.copy, "deploy", b.images)
 	if err != nil {
 		return err
 	}

@@ -146,11 +146,14 @@ func run() error {
 		return err
 	}
 
+	ceiling := &scenario{name: "ceiling: nginx → trivial upstream", url: fmt.Sprintf("http://127.0.0.1:%d/", ceilingNginx), into: &r.Ceiling}
+	index := &scenario{name: "/ through nginx", url: fmt.Sprintf("http://127.0.0.1:%d/", appNginx), into: &r.Index}
+	count := &scenario{name: "/count through nginx", url: fmt.Sprintf("http://127.0.0.1:%d/count", appNginx), into: &r.Count, profile: true}
 	scenarios := []*scenario{
-		{name: "ceiling: nginx → trivial upstream", url: fmt.Sprintf("http://127.0.0.1:%d/", ceilingNginx), into: &r.Ceiling},
+		ceiling,
 		{name: "floor: nginx → net/http + one INCR", url: fmt.Sprintf("http://127.0.0.1:%d/count", floorNginx), into: &r.Floor},
-		{name: "/ through nginx", url: fmt.Sprintf("http://127.0.0.1:%d/", appNginx), into: &r.Index},
-		{name: "/count through nginx", url: fmt.Sprintf("http://127.0.0.1:%d/count", appNginx), into: &r.Count, profile: true},
+		index,
+		count,
 		{name: "/count on one replica", url: fmt.Sprintf("http://127.0.0.1:%d/count", apps[0]), into: &r.Direct},
 	}
 	var againstCount *scenario
@@ -174,23 +177,27 @@ func run() error {
 		stops = nil
 	}
 	defer stopDeployed()
-	// deploy adds the scenarios of a deployed stack: /count (with perf if
-	// asked), /, and the revision -against's /count if it has one.
+	// deploy adds the scenarios of a deployed stack, frozen until they run:
+	// /count (with perf if asked), /, and, if old is not nil, the
+	// -against revision's /count.
 	var deployedRuns []func()
-	deploy := func(d *deployedResult, st, old deployedStack, perf bool) {
+	deploy := func(d *deployedResult, st, old deployedStack, perf bool) error {
 		d.Rows = []deployedRow{{Name: "`/count`", Loopback: &r.Count}, {Name: "`/`", Loopback: &r.Index}}
 		if old != nil {
 			d.Rows = append(d.Rows, deployedRow{Name: "`/count` at " + *against, Loopback: &r.Count})
 		}
-		count := &scenario{name: d.Title + ": /count", url: st.url("/count"), into: &d.Rows[0].F, sample: st.sampler(), perf: perf, stack: st}
-		index := &scenario{name: d.Title + ": /", url: st.url("/"), into: &d.Rows[1].F, sample: st.sampler(), stack: st}
-		scenarios = append(scenarios, count, index)
-		stops = append(stops, st.stop)
-		deployedRuns = append(deployedRuns, func() { d.CPU, d.Kernel = count.cpu, count.kernel })
+		sample := st.sampler()
+		visits := &scenario{name: d.Title + ": /count", url: st.url("/count"), into: &d.Rows[0].F, sample: sample, perf: perf, stack: st}
+		page := &scenario{name: d.Title + ": /", url: st.url("/"), into: &d.Rows[1].F, sample: sample, stack: st}
+		scenarios = append(scenarios, visits, page)
+		deployedRuns = append(deployedRuns, func() { d.CPU, d.Kernel = visits.cpu, visits.kernel })
 		if old != nil {
-			stops = append(stops, old.stop)
 			scenarios = append(scenarios, &scenario{name: d.Title + ": /count at " + *against, url: old.url("/count"), into: &d.Rows[2].F, sample: old.sampler(), stack: old})
+			if err := old.pause(); err != nil {
+				return err
+			}
 		}
+		return st.pause()
 	}
 	compose := &deployedResult{Title: "the Compose stack", How: composeHow}
 	nodeStack := &deployedResult{Title: "a Pulumi stack on a lab node", How: nodeHow}
@@ -208,7 +215,8 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		var old *composeStack
+		stops = append(stops, st.stop)
+		var old deployedStack // an interface, nil without -against
 		if *against != "" {
 			tree := filepath.Join(dir, "against-tree")
 			if err := os.MkdirAll(tree, 0o755); err != nil {
@@ -218,35 +226,28 @@ func run() error {
 			if out, err := archive.CombinedOutput(); err != nil {
 				return fmt.Errorf("git archive %s: %v\n%s", *against, err, out)
 			}
-			if old, err = startCompose(tree, "against", images); err != nil {
-				st.stop()
+			againstStack, err := startCompose(tree, "against", images)
+			if err != nil {
 				return err
 			}
+			stops = append(stops, againstStack.stop)
+			old = againstStack
 		}
-		if old != nil {
-			deploy(compose, st, old, true)
-		} else {
-			deploy(compose, st, nil, true)
-		}
-		if err := st.pause(); err != nil {
+		if err := deploy(compose, st, old, true); err != nil {
 			return err
 		}
-		if old != nil {
-			if err := old.pause(); err != nil {
-				return err
-			}
-		}
 	}
+	labNote := func(note string) { nodeStack.Note, swarmStack.Note = note, note }
 	switch {
 	case !*deployed || *quick:
 	case !*labStacks:
-		nodeStack.Note, swarmStack.Note = "not measured (-lab=false)", "not measured (-lab=false)"
+		labNote("not measured (-lab=false)")
 	case exec.Command("pulumi", "version").Run() != nil:
-		nodeStack.Note, swarmStack.Note = "not measured: needs the pulumi CLI", "not measured: needs the pulumi CLI"
+		labNote("not measured: needs the pulumi CLI")
 	default:
 		l, err := startLab(*root, images)
 		if err != nil {
-			nodeStack.Note, swarmStack.Note = "not measured: "+err.Error(), "not measured: "+err.Error()
+			labNote("not measured: " + err.Error())
 			break
 		}
 		stops = append(stops, l.stop)
@@ -258,8 +259,9 @@ func run() error {
 			if err != nil {
 				return err
 			}
-			deploy(d.into, st, nil, false)
-			if err := st.pause(); err != nil {
+			stops = append(stops, st.stop)
+			d.into.How = fmt.Sprintf(d.into.How, st.addr)
+			if err := deploy(d.into, st, nil, false); err != nil {
 				return err
 			}
 		}
@@ -272,11 +274,11 @@ func run() error {
 		filled()
 	}
 	stopDeployed()
-	r.CPU, r.Profile = scenarios[3].cpu, profile
+	r.CPU, r.Profile = count.cpu, profile
 	if againstCount != nil {
 		r.AgainstCPU = againstCount.cpu[againstReplicas]
 	}
-	r.CeilingCores, r.IndexCores = scenarios[0].cpu[machineTotal], scenarios[2].cpu[machineTotal]
+	r.CeilingCores, r.IndexCores = ceiling.cpu[machineTotal], index.cpu[machineTotal]
 
 	if *quick {
 		r.ImageNote = "-quick"

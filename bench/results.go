@@ -165,8 +165,8 @@ func (r results) markdown() string {
 // What each deployed stack is, and how it is reached.
 const (
 	composeHow = "Three web replicas, nginx in its edge container's network namespace, Redis, each in its container with its limits, logging through Docker's `json-file` driver; wrk on 127.0.0.1 through the published port, so Docker's userland proxy (`docker-proxy`) carries every connection."
-	nodeHow    = "The Pulumi program (`pulumi up`, the real provider) on the lab's node 3, an engine in network namespaces of its own on this machine: the same services and limits; wrk on this machine, outside the node, through the node's address (10.87.0.13), as a client reaches a server: the kernel forwards the port (iptables DNAT), no userland proxy."
-	swarmHow   = "The Pulumi program with `tally:target=swarm` on the lab's swarm of three: nginx and Redis on the manager (node 1), the three replicas wherever Swarm puts them (dnsrr on the overlay network, host-mode port); wrk on this machine through the manager's address."
+	nodeHow    = "The Pulumi program (`pulumi up`, the real provider) on the lab's node 3, an engine in network namespaces of its own on this machine: the same services and limits; wrk on this machine, outside the node, through the node's address (%s), as a client reaches a server: the kernel forwards the port (iptables DNAT), no userland proxy."
+	swarmHow   = "The Pulumi program with `tally:target=swarm` on the lab's swarm of three: nginx and Redis on the manager (node 1), the three replicas wherever Swarm puts them (dnsrr on the overlay network, host-mode port); wrk on this machine through the manager's address (%s)."
 )
 
 // deployedMarkdown is the section on the stack as deployed: for each of
