@@ -33,6 +33,24 @@ COPY app/ ./
 ARG VERSION=dev
 RUN go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/tally ./cmd/tally
 
+# tally-certs (certs/): the local CA and certificate of a local run, in an
+# image of its own (docker-compose.yml's certs service, --target certs).
+# Standard library only, so no module layer; its directories are the
+# nginx user's (101), the owner the volumes mounted on them take.
+FROM ${GO_IMAGE} AS certs-build
+ENV CGO_ENABLED=0 GOWORK=off GOTOOLCHAIN=local GOFLAGS=-trimpath
+WORKDIR /src
+COPY certs/ ./
+RUN go build -ldflags "-s -w" -o /out/tally-certs ./cmd/tally-certs \
+	&& mkdir -p /out/lib/tls /out/lib/ca && chmod 0700 /out/lib/ca
+
+FROM scratch AS certs
+COPY --from=certs-build /out/tally-certs /tally-certs
+COPY --from=certs-build --chown=101:101 /out/lib/ /var/lib/tally/
+USER 101:101
+ENTRYPOINT ["/tally-certs"]
+
+# The app, the default target.
 FROM scratch
 COPY --from=build /out/tally /tally
 # Any non-root id works: the binary reads nothing and writes only to stdout.

@@ -7,7 +7,9 @@
 #
 # The release's files are already there (the Pulumi program uploads them on
 # one engine), or, with TALLY_RELEASE_FILES naming them, are written here
-# from the environment (a swarm: nginx.conf from TALLY_FILE_nginx_conf),
+# from the environment (a swarm: nginx.conf from TALLY_FILE_nginx_conf, and
+# tls/cert.pem from TALLY_FILE_tls_cert_pem), and those TALLY_RELEASE_SECRETS
+# names from Swarm secrets (tls/key.pem from /run/secrets/tls_key_pem),
 # after which it stays up, as a swarm service does, doing nothing.
 set -eu
 releases=${TALLY_NGINX_RELEASES:?TALLY_NGINX_RELEASES names the config volume}
@@ -19,12 +21,25 @@ files=${TALLY_RELEASE_FILES:-}
 if [ -n "$files" ] && [ ! -d "$releases/$id" ]; then
 	rm -rf "${releases:?}/$id.new"
 	mkdir "$releases/$id.new"
+	# A name is a file, or a file in one directory (tls/cert.pem).
+	checked() {
+		case $1 in
+		*[!A-Za-z0-9._/-]* | .* | */.* | */*/* | /* | */) echo "release: bad file name $1" >&2; exit 2 ;;
+		*/*) mkdir -p "$releases/$id.new/${1%/*}" ;;
+		esac
+	}
+	env_name() { printf '%s' "$1" | tr -c 'A-Za-z0-9\n' _; }
 	for name in $files; do
-		case $name in *[!A-Za-z0-9._-]* | .*) echo "release: bad file name $name" >&2; exit 2 ;; esac
-		var=TALLY_FILE_$(printf '%s' "$name" | tr -c 'A-Za-z0-9\n' _)
+		checked "$name"
+		var=TALLY_FILE_$(env_name "$name")
 		content=
 		eval "content=\${$var?$var is not set}"
 		printf '%s' "$content" >"$releases/$id.new/$name"
+	done
+	for name in ${TALLY_RELEASE_SECRETS:-}; do
+		checked "$name"
+		cp "/run/secrets/$(env_name "$name")" "$releases/$id.new/$name"
+		chmod 0600 "$releases/$id.new/$name"
 	done
 	mv "$releases/$id.new" "$releases/$id"
 fi

@@ -55,14 +55,27 @@ if ((${#fallback[@]})); then
 	done < <(bash offline/build.sh)
 fi
 
-# The port: free, or already this stack's own nginx (make up again).
+# The ports: free, or already this stack's own nginx (make up again).
 bind=$(setting HTTP_BIND 127.0.0.1)
 port=$(setting HTTP_PORT 5002)
+tls_port=$(setting HTTPS_PORT 5443)
 probe=$bind
 [ "$probe" = 0.0.0.0 ] && probe=127.0.0.1
-if (exec 3<>"/dev/tcp/$probe/$port") 2>/dev/null && [ -z "$("${compose[@]}" ps -q nginx 2>/dev/null)" ]; then
-	fail "port $port on $bind is taken by another program: set HTTP_PORT in .env to a free one (ss -ltnp 'sport = :$port' shows which program has it)"
-fi
+for p in "HTTP_PORT $port" "HTTPS_PORT $tls_port"; do
+	read -r var n <<<"$p"
+	if (exec 3<>"/dev/tcp/$probe/$n") 2>/dev/null && [ -z "$("${compose[@]}" ps -q nginx 2>/dev/null)" ]; then
+		fail "port $n on $bind is taken by another program: set $var in .env to a free one (ss -ltnp 'sport = :$n' shows which program has it)"
+	fi
+done
 
 "${compose[@]}" up -d --build --wait --scale "web=${REPLICAS:-3}"
-echo "tally is up: http://localhost:$port/"
+
+# The local CA's certificate, for clients to trust (certs/: the CA may sign
+# for this machine's local names only).
+ca=tally-local-ca.pem
+"${compose[@]}" cp certs:/var/lib/tally/tls/ca.pem "$ca" >/dev/null 2>&1 || say "could not copy the local CA's certificate to $ca (${compose[*]} cp certs:/var/lib/tally/tls/ca.pem $ca)"
+echo "tally is up: http://localhost:$port/ and https://localhost:$tls_port/"
+echo "  HTTPS is served with a certificate of this stack's own CA, in $ca; to trust it:"
+echo "    curl --cacert $ca https://localhost:$tls_port/count"
+echo "    this machine: sudo cp $ca /usr/local/share/ca-certificates/tally-local-ca.crt && sudo update-ca-certificates"
+echo "    a browser: import $ca as an authority (it may vouch for localhost, 127.0.0.1 and ::1 only)"

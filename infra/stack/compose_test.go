@@ -37,6 +37,7 @@ type composeService struct {
 var composeOnly = map[string]string{
 	"redis-password": "writes the password file once into a volume; the program uploads it (password.go)",
 	"edge":           "holds nginx's port; the program makes its holder from nginx's handoff order (handoff.go)",
+	"certs":          "makes a local run's certificate; a deployed stack serves the one its config gives (tls.go)",
 }
 
 // Every service of the list runs under Compose as the Pulumi program runs

@@ -26,7 +26,11 @@ type Config struct {
 
 	Replicas      int
 	HTTPPort      int
-	HTTPBind      string // the host address nginx's port is published on; "" for every one
+	HTTPSPort     int
+	HTTPBind      string // the host address nginx's ports are published on; "" for every one
+	TLSCert       Secret // the certificate nginx serves, with its chain (PEM)
+	TLSKey        Secret // its key
+	PlainHTTP     bool   // serve the app over plain HTTP, with no TLS
 	RedisPassword Secret
 	RetainData    bool // keep the Redis volume when the stack is destroyed
 
@@ -61,7 +65,7 @@ func LoadConfig(ctx *pulumi.Context, defaults Images) (Config, error) {
 
 // secretKeys must be set with --secret, so they are encrypted in the stack's
 // config file and state.
-var secretKeys = []string{"redisPassword", "caPem", "certPem", "keyPem"}
+var secretKeys = []string{"redisPassword", "caPem", "certPem", "keyPem", "tlsCert", "tlsKey"}
 
 // ParseConfig checks every key and reports all problems at once, each naming
 // the key and what it expects, so `pulumi preview` fails with a clear message.
@@ -99,6 +103,9 @@ func ParseConfig(get func(key string) (string, bool), isSecret func(key string) 
 		KeyPem:        secret("keyPem"),
 		Replicas:      intIn("replicas", 3, 1, 50),
 		HTTPPort:      intIn("httpPort", 8080, 1, 65535),
+		HTTPSPort:     intIn("httpsPort", 8443, 1, 65535),
+		TLSCert:       secret("tlsCert"),
+		TLSKey:        secret("tlsKey"),
 		HTTPBind:      str("httpBind", ""),
 		RedisPassword: secret("redisPassword"),
 		RetainData:    true,
@@ -110,13 +117,19 @@ func ParseConfig(get func(key string) (string, bool), isSecret func(key string) 
 		GoImage:       str("goImage", defaults.Go),
 	}
 
-	if v := str("retainData", "true"); v != "" {
+	boolean := func(key string, def bool) bool {
+		v := str(key, strconv.FormatBool(def))
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			bad("retainData", v, "true or false")
-		} else {
-			cfg.RetainData = b
+			bad(key, v, "true or false")
+			return def
 		}
+		return b
+	}
+	cfg.RetainData = boolean("retainData", true)
+	cfg.PlainHTTP = boolean("plainHTTP", false)
+	if !cfg.PlainHTTP && cfg.HTTPPort == cfg.HTTPSPort {
+		bad("httpsPort", strconv.Itoa(cfg.HTTPSPort), "a port other than tally:httpPort's")
 	}
 	if v := str("sshOpts", ""); v != "" {
 		if err := json.Unmarshal([]byte(v), &cfg.SSHOpts); err != nil {
@@ -154,6 +167,7 @@ func ParseConfig(get func(key string) (string, bool), isSecret func(key string) 
 		bad("platform", cfg.Platform, "the Docker host's os/arch, e.g. linux/amd64 or linux/arm64")
 	}
 	errs = append(errs, checkTLS(cfg)...)
+	errs = append(errs, checkServedTLS(cfg)...)
 	if cfg.RedisPassword == "" {
 		errs = append(errs, errors.New("tally:redisPassword is not set: pulumi config set --secret tally:redisPassword \"$(openssl rand -hex 24)\""))
 	} else if strings.ContainsAny(string(cfg.RedisPassword), "\"'\\ \t\n") {

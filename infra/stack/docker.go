@@ -74,7 +74,7 @@ func NewDocker(ctx *pulumi.Context, name string, cfg Config, files Files, svcs [
 				return nil, err
 			}
 			holder.join(args)
-		} else if svc.publish != 0 {
+		} else if len(svc.publish) > 0 {
 			args.Ports = ports(svc)
 		}
 		if svc.reloads != nil {
@@ -146,13 +146,17 @@ func declareContainers(ctx *pulumi.Context, n names, svc service, args *docker.C
 	return out, nil
 }
 
-// ports publishes svc's port on the host.
+// ports publishes svc's ports on the host.
 func ports(svc service) docker.ContainerPortArray {
-	port := docker.ContainerPortArgs{Internal: pulumi.Int(svc.port), External: pulumi.Int(svc.publish)}
-	if svc.publishOn != "" {
-		port.Ip = pulumi.String(svc.publishOn)
+	var out docker.ContainerPortArray
+	for _, p := range svc.publish {
+		port := docker.ContainerPortArgs{Internal: pulumi.Int(p.container), External: pulumi.Int(p.host)}
+		if svc.publishOn != "" {
+			port.Ip = pulumi.String(svc.publishOn)
+		}
+		out = append(out, port)
 	}
-	return docker.ContainerPortArray{port}
+	return out
 }
 
 // mount adds a volume to a container's, at path, read-only if readOnly.

@@ -192,6 +192,19 @@ func TestAppImageIsNotRoot(t *testing.T) {
 func TestPasswordStaysSecret(t *testing.T) {
 	pw := testConfig()["tally:redisPassword"]
 	r := mustRun(t, "dev", testConfig())
+	if seen := expectSecretOnly(t, r, "the Redis password", pw); seen != 1 { // the upload into the holder of the password file
+		t.Errorf("the password reached %d places, want 1: the file's holder", seen)
+	}
+	if s := fmt.Sprint(Secret(pw)); strings.Contains(s, pw) {
+		t.Errorf("a Secret prints as %q", s)
+	}
+}
+
+// expectSecretOnly fails t wherever value is in r's inputs in plain text,
+// in an environment, command or entrypoint (which docker inspect shows),
+// or in an output, and returns in how many inputs it is.
+func expectSecretOnly(t *testing.T, r run, what, value string) int {
+	t.Helper()
 	seen := 0
 	var walk func(where string, v resource.PropertyValue, secret bool)
 	walk = func(where string, v resource.PropertyValue, secret bool) {
@@ -208,31 +221,25 @@ func TestPasswordStaysSecret(t *testing.T) {
 			for k, e := range v.ObjectValue() {
 				walk(where+"."+string(k), e, secret)
 			}
-		case v.IsString() && strings.Contains(v.StringValue(), pw):
+		case v.IsString() && strings.Contains(v.StringValue(), value):
 			seen++
 			if !secret {
-				t.Errorf("the Redis password is in plain text in %s", where)
+				t.Errorf("%s is in plain text in %s", what, where)
 			}
-			// docker inspect shows a container's environment and command.
-			if strings.Contains(where, ".envs") || strings.Contains(where, ".command") || strings.Contains(where, ".entrypoints") {
-				t.Errorf("the Redis password is in %s, which docker inspect shows; give it as a file", where)
+			if strings.Contains(where, ".envs") || strings.Contains(where, ".command") || strings.Contains(where, ".entrypoints") || strings.Contains(where, ".env.") {
+				t.Errorf("%s is in %s, which docker inspect shows; give it as a file", what, where)
 			}
 		}
 	}
 	for _, res := range r.resources {
 		walk(res.name, resource.NewObjectProperty(res.inputs), false)
 	}
-	if seen != 1 { // the upload into the holder of the password file
-		t.Errorf("the password reached %d places, want 1: the file's holder", seen)
-	}
 	for k, v := range r.outputs {
-		if strings.Contains(fmt.Sprint(v), pw) {
-			t.Errorf("output %s holds the password", k)
+		if strings.Contains(fmt.Sprint(v), value) {
+			t.Errorf("output %s holds %s", k, what)
 		}
 	}
-	if s := fmt.Sprint(Secret(pw)); strings.Contains(s, pw) {
-		t.Errorf("a Secret prints as %q", s)
-	}
+	return seen
 }
 
 func TestNamesDependOnTheStack(t *testing.T) {

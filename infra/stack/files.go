@@ -14,14 +14,13 @@ import (
 
 // Files are the repository files the stack deploys, read once at startup.
 type Files struct {
-	Root         string // the repository root: the app image's build context
-	NginxConf    string // nginx/nginx.conf
-	UpstreamConf string // nginx/upstream.conf
-	NginxServe   string // nginx/serve.sh
-	NginxRelease string // nginx/release.sh
-	RedisStart   string // redis/start.sh
-	AppHash      string // hash of the app image's build inputs: its tag
-	Images       Images // the default images, from docker-compose.yml
+	Root         string            // the repository root: the app image's build context
+	Nginx        map[string]string // nginx/*.conf, by file name
+	NginxServe   string            // nginx/serve.sh
+	NginxRelease string            // nginx/release.sh
+	RedisStart   string            // redis/start.sh
+	AppHash      string            // hash of the app image's build inputs: its tag
+	Images       Images            // the default images, from docker-compose.yml
 }
 
 // Images are the images the stack runs unless its config names others.
@@ -45,15 +44,24 @@ func composeImages(compose string) (Images, error) {
 
 // ReadFiles reads what the stack needs from the repository at root.
 func ReadFiles(root string) (Files, error) {
-	f := Files{Root: root}
+	f := Files{Root: root, Nginx: map[string]string{}}
 	var compose string
+	confs, err := filepath.Glob(filepath.Join(root, "nginx", "*.conf"))
+	if err != nil || len(confs) == 0 {
+		return f, fmt.Errorf("reading the stack's files: no nginx/*.conf under %s (is it the repository root?)", root)
+	}
+	for _, path := range confs {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return f, fmt.Errorf("reading the stack's files: %w", err)
+		}
+		f.Nginx[filepath.Base(path)] = string(b)
+	}
 	for path, dst := range map[string]*string{
-		"nginx/nginx.conf":    &f.NginxConf,
-		"nginx/upstream.conf": &f.UpstreamConf,
-		"nginx/serve.sh":      &f.NginxServe,
-		"nginx/release.sh":    &f.NginxRelease,
-		"redis/start.sh":      &f.RedisStart,
-		"docker-compose.yml":  &compose,
+		"nginx/serve.sh":     &f.NginxServe,
+		"nginx/release.sh":   &f.NginxRelease,
+		"redis/start.sh":     &f.RedisStart,
+		"docker-compose.yml": &compose,
 	} {
 		b, err := os.ReadFile(filepath.Join(root, path))
 		if err != nil {

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -53,14 +54,18 @@ func TestNginxConfigIsARelease(t *testing.T) {
 	r := mustRun(t, "dev", testConfig())
 	step := r.named("tally-dev-nginx-release")
 	s := decode[containerInputs](t, step)
-	svc, _ := byRole(services(Config{}, repoFiles(t)), nginxRole)
+	svc, _ := byRole(services(Config{PlainHTTP: true}, repoFiles(t)), nginxRole)
 	id := svc.reloads.id()
 	var files []string
 	for _, u := range decode[containerInputs](t, r.named("tally-dev-nginx-conf-files")).Uploads {
 		files = append(files, u.File)
 	}
 	slices.Sort(files)
-	if want := []string{path.Join(releases, id, "nginx.conf"), path.Join(releases, id, "upstream.conf")}; !slices.Equal(files, want) {
+	var want []string
+	for _, name := range slices.Sorted(maps.Keys(svc.reloads.files)) {
+		want = append(want, path.Join(releases, id, name))
+	}
+	if !slices.Equal(files, want) || !slices.Contains(want, path.Join(releases, id, "servers.conf")) {
 		t.Errorf("release uploads %v, want %v", files, want)
 	}
 	if !s.Attach || (s.Start != nil && !*s.Start) || s.NetworkMode != "container:tally-dev-nginx-port-id" || s.Name != "" {
@@ -75,7 +80,7 @@ func TestNginxConfigIsARelease(t *testing.T) {
 
 	// Another config is another release; nothing else about nginx moves.
 	files2 := repoFiles(t)
-	files2.NginxConf += "# changed\n"
+	files2.Nginx["nginx.conf"] += "# changed\n"
 	r2, err := runProgram(t, "dev", testConfig(), files2)
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +119,7 @@ func TestSwarmNginxReloadsFromItsReleaseService(t *testing.T) {
 		t.Errorf("the release service runs %+v, placed %v; want one on every node nginx runs on", conf.Mode, conf.TaskSpec.Placement.Constraints)
 	}
 	files := repoFiles(t)
-	files.UpstreamConf += "# changed\n"
+	files.Nginx["upstream.conf"] += "# changed\n"
 	r2, err := runProgram(t, "prod", cfg, files)
 	if err != nil {
 		t.Fatal(err)

@@ -99,7 +99,7 @@ const (
 
 // testConfig is a valid configuration; tests change what they examine.
 func testConfig() map[string]string {
-	return map[string]string{"tally:redisPassword": "s3cret-password-42"}
+	return map[string]string{"tally:redisPassword": "s3cret-password-42", "tally:plainHTTP": "true"}
 }
 
 // runProgram runs the stack under mocks, as `pulumi up` would run main.
@@ -142,7 +142,7 @@ func runWith(t *testing.T, m *mocks, stack string, config map[string]string, fil
 		return nil
 	}, pulumi.WithMocks("tally", stack, m), func(info *pulumi.RunInfo) {
 		info.Config = config
-		info.ConfigSecretKeys = []string{"tally:redisPassword", "tally:caPem", "tally:certPem", "tally:keyPem"}
+		info.ConfigSecretKeys = []string{"tally:redisPassword", "tally:caPem", "tally:certPem", "tally:keyPem", "tally:tlsCert", "tally:tlsKey"}
 	})
 	if err == nil {
 		select {

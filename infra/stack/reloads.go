@@ -51,6 +51,15 @@ func newRelease(ctx *pulumi.Context, n names, svc service, image pulumi.StringIn
 			File: pulumi.String(path.Join(releases, id, name)), Content: pulumi.String(r.files[name]), Permissions: pulumi.String("0444"),
 		})
 	}
+	// A secret's content is a Pulumi secret, encrypted in state. The
+	// provider uploads as root and cannot set an owner, so the file is
+	// readable by all who mount the volume: the release step and the
+	// service, which must read it.
+	for _, name := range slices.Sorted(maps.Keys(r.secrets)) {
+		uploads = append(uploads, docker.ContainerUploadArgs{
+			File: pulumi.String(path.Join(releases, id, name)), Content: r.secrets[name].Output(), Permissions: pulumi.String("0444"),
+		})
+	}
 	holder := hardened(&docker.ContainerArgs{
 		Image:       image,
 		Command:     pulumi.StringArray{pulumi.String("true")},

@@ -21,7 +21,6 @@ func extra(svcs []service) []service {
 		memoryMB: 32, cpus: 1, stopGrace: 5,
 		password: true,
 		networks: []attachment{{backend, "extra"}},
-		port:     9000,
 	})
 }
 

@@ -29,8 +29,8 @@ type service struct {
 	placement string // a Swarm placement constraint; "" for any node
 	replace   order  // how an instance is replaced by a new one
 	waitsFor  []string
-	publish   int    // the host port its port is published on; 0 for none
-	publishOn string // the host address it is published on; "" for every one
+	publish   []portMap // its ports published on the host
+	publishOn string    // the host address they are published on; "" for every one
 
 	user       string   // uid:gid; "" is the image's own
 	entrypoint []string // nil is the image's own
@@ -49,8 +49,10 @@ type service struct {
 	dataDir    string   // where its data volume is mounted; "" for none
 	reloads    *reloads // config it takes in place, without a new instance
 	networks   []attachment
-	port       int // the port it listens on
 }
+
+// portMap is a port of a service's published on the host.
+type portMap struct{ host, container int }
 
 // image is where a service's image comes from.
 type image struct {
@@ -90,8 +92,12 @@ const (
 // change. A config the service refuses fails the deploy, and the service
 // keeps the one it has.
 type reloads struct {
-	files   map[string]string // file name → content
-	release string            // the release step, run as sh -c with the release id
+	files map[string]string // file name → content
+	// Files that must stay secret (a TLS key): in encrypted state, never in
+	// an environment or the release id. They change only with a file of
+	// files (the key with its certificate), so the id need not name them.
+	secrets map[string]Secret
+	release string // the release step, run as sh -c with the release id
 }
 
 // releases is where a reloads volume is mounted: a directory every image
@@ -132,10 +138,10 @@ const (
 	nginxRole = "nginx"
 )
 
-// Ports inside the containers; the same as in docker-compose.yml.
+// Ports inside the containers; the same as in docker-compose.yml (nginx's
+// are in tls.go).
 const (
 	appPort   = 8080
-	nginxPort = 8080
 	redisPort = 6379
 )
 
@@ -202,7 +208,6 @@ func services(cfg Config, files Files) []service {
 		password:  true,
 		dataDir:   "/data",
 		networks:  []attachment{{backend, redisAlias}},
-		port:      redisPort,
 	}, {
 		role: webRole,
 		// tally:appImage, or the repository's Dockerfile.
@@ -226,7 +231,6 @@ func services(cfg Config, files Files) []service {
 		stopGrace: 15,
 		password:  true,
 		networks:  []attachment{{frontend, webAlias}, {backend, ""}},
-		port:      appPort,
 	}, {
 		role:  nginxRole,
 		image: image{ref: cfg.NginxImage, pin: true},
@@ -237,17 +241,14 @@ func services(cfg Config, files Files) []service {
 		replicas: everyNode, replace: handoff,
 		placement: nginxConstraint,
 		waitsFor:  []string{webRole},
-		publish:   cfg.HTTPPort,
+		publish:   edgePorts(cfg),
 		publishOn: cfg.HTTPBind,
 		user:      nginxUser,
 		// The scripts' text runs as `sh -c`, so a remote host needs no copy.
 		entrypoint: []string{"sh", "-c", files.NginxServe, "nginx-serve"},
 		env:        []string{"TALLY_NGINX_RELEASES=" + releases},
-		reloads: &reloads{
-			files:   map[string]string{"nginx.conf": files.NginxConf, "upstream.conf": files.UpstreamConf},
-			release: files.NginxRelease,
-		},
-		health: nginxHealthcheck, retries: 5,
+		reloads:    edgeRelease(cfg, files),
+		health:     nginxHealthcheck, retries: 5,
 		memoryMB:   64,
 		cpus:       1,
 		pids:       64,
@@ -257,7 +258,6 @@ func services(cfg Config, files Files) []service {
 		// nginx finds the replicas through DNS (nginx/upstream.conf), so
 		// nothing here depends on their number: scaling leaves it be.
 		networks: []attachment{{frontend, ""}},
-		port:     nginxPort,
 	}}
 }
 
@@ -304,9 +304,12 @@ func byRole(svcs []service, role string) (service, bool) {
 	return svcs[i], true
 }
 
-// stackURL is the url output: where clients reach nginx.
+// stackURL is the url output: where clients reach the app.
 func stackURL(cfg Config) pulumi.StringOutput {
-	return pulumi.Sprintf("http://%s:%d/", urlHost(cfg.DockerHost), cfg.HTTPPort)
+	if cfg.PlainHTTP {
+		return pulumi.Sprintf("http://%s:%d/", urlHost(cfg.DockerHost), cfg.HTTPPort)
+	}
+	return pulumi.Sprintf("https://%s%s/", urlHost(cfg.DockerHost), portSuffix(cfg.HTTPSPort))
 }
 
 // urlHost is the host name clients use to reach the Docker host.

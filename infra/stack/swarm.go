@@ -62,7 +62,11 @@ func NewSwarm(ctx *pulumi.Context, name string, cfg Config, files Files, svcs []
 		args := serviceArgs(n, svc, image, nets, secret)
 		if svc.reloads != nil {
 			writer := releaseService(svc)
-			w, err := docker.NewService(ctx, n.of(writer.role), serviceArgs(n, writer, image, nets, secret), opts...)
+			wargs := serviceArgs(n, writer, image, nets, secret)
+			if err := releaseSecrets(ctx, n, writer.role, svc.reloads, wargs, on); err != nil {
+				return nil, err
+			}
+			w, err := docker.NewService(ctx, n.of(writer.role), wargs, opts...)
 			if err != nil {
 				return nil, err
 			}
@@ -206,11 +210,15 @@ func serviceArgs(n names, svc service, image pulumi.StringInput, nets map[string
 		task.Placement = docker.ServiceTaskSpecPlacementArgs{Constraints: pulumi.StringArray{pulumi.String(svc.placement)}}
 	}
 	endpoint := docker.ServiceEndpointSpecArgs{Mode: pulumi.String("dnsrr")}
-	if svc.publish != 0 {
-		endpoint.Ports = docker.ServiceEndpointSpecPortArray{docker.ServiceEndpointSpecPortArgs{
-			TargetPort: pulumi.Int(svc.port), PublishedPort: pulumi.Int(svc.publish),
+	var published docker.ServiceEndpointSpecPortArray
+	for _, p := range svc.publish {
+		published = append(published, docker.ServiceEndpointSpecPortArgs{
+			TargetPort: pulumi.Int(p.container), PublishedPort: pulumi.Int(p.host),
 			PublishMode: pulumi.String("host"), Protocol: pulumi.String("tcp"),
-		}}
+		})
+	}
+	if published != nil {
+		endpoint.Ports = published
 	}
 	mode := docker.ServiceModeArgs{Global: pulumi.Bool(true)}
 	if svc.replicas != everyNode {
@@ -249,6 +257,9 @@ func releaseService(svc service) service {
 	for _, name := range names {
 		env = append(env, "TALLY_FILE_"+envName(name)+"="+r.files[name])
 	}
+	if len(r.secrets) > 0 {
+		env = append(env, "TALLY_RELEASE_SECRETS="+strings.Join(slices.Sorted(maps.Keys(r.secrets)), " "))
+	}
 	id := r.id()
 	return service{
 		role:       svc.role + "-conf",
@@ -269,6 +280,35 @@ func releaseService(svc service) service {
 		dataDir:  releases,
 		networks: svc.networks, // where svc runs: nginx -t resolves its upstreams
 	}
+}
+
+// releaseSecrets gives a release step on a swarm the release's secret files
+// as Swarm secrets, at secretsDir/<envName>, from where it copies them into
+// the release (nginx/release.sh): never in its environment, where `docker
+// service inspect` would show them. A Swarm secret cannot change, so a new
+// content is a new secret (no Name: Pulumi adds a random suffix), made
+// before the release step moves to it.
+func releaseSecrets(ctx *pulumi.Context, n names, role string, r *reloads, args *docker.ServiceArgs, on []pulumi.ResourceOption) error {
+	if len(r.secrets) == 0 {
+		return nil
+	}
+	spec := args.TaskSpec.(*docker.ServiceTaskSpecArgs).ContainerSpec.(*docker.ServiceTaskSpecContainerSpecArgs)
+	mounts, _ := spec.Secrets.(docker.ServiceTaskSpecContainerSpecSecretArray) // nil for none
+	for _, name := range slices.Sorted(maps.Keys(r.secrets)) {
+		s, err := docker.NewSecret(ctx, n.of(role, envName(name)), &docker.SecretArgs{
+			Data:   r.secrets[name].Output().ApplyT(func(v string) string { return base64.StdEncoding.EncodeToString([]byte(v)) }).(pulumi.StringOutput),
+			Labels: secretLabels(n.labels(role)),
+		}, append(on, pulumi.DeleteBeforeReplace(false))...)
+		if err != nil {
+			return err
+		}
+		mounts = append(mounts, docker.ServiceTaskSpecContainerSpecSecretArgs{
+			SecretId: s.ID(), SecretName: s.Name, FileName: pulumi.String(secretsDir + "/" + envName(name)),
+			FileUid: pulumi.String("0"), FileGid: pulumi.String("0"), FileMode: pulumi.Int(0o444),
+		})
+	}
+	spec.Secrets = mounts
+	return nil
 }
 
 // envName is a file name as the release step reads it from the

@@ -1,0 +1,151 @@
+package stack
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// The ports nginx listens on inside its container; the same as
+// nginx/servers*.conf's.
+const (
+	nginxPort    = 8080 // HTTP: the app (plainHTTP), or the redirect to HTTPS
+	nginxTLSPort = 8443
+)
+
+// Where the served certificate and its key are in nginx's config release,
+// as nginx/tls.conf names them.
+const (
+	tlsCertFile = "tls/cert.pem"
+	tlsKeyFile  = "tls/key.pem"
+)
+
+// now is the time certificates are checked at; tests move it.
+var now = time.Now
+
+// checkServedTLS checks how the stack serves HTTPS: a certificate and key
+// given (both, secret, a pair, valid now, with a chain that verifies), or
+// plain HTTP because the config says so; neither is an error that names
+// both ways.
+func checkServedTLS(cfg Config) []error {
+	switch {
+	case cfg.TLSCert == "" && cfg.TLSKey == "" && !cfg.PlainHTTP:
+		return []error{errors.New("tally serves HTTPS: set tally:tlsCert and tally:tlsKey to your certificate (its chain) and its key, pulumi config set --secret tally:tlsCert -- \"$(cat fullchain.pem)\" (and the same for tally:tlsKey); or set tally:plainHTTP true to serve plain HTTP, for a stack behind a TLS proxy of your own")}
+	case cfg.PlainHTTP && (cfg.TLSCert != "" || cfg.TLSKey != ""):
+		return []error{errors.New("tally:plainHTTP = true and a certificate (tally:tlsCert, tally:tlsKey): choose one")}
+	case cfg.PlainHTTP:
+		return nil
+	case cfg.TLSCert == "" || cfg.TLSKey == "":
+		return []error{errors.New("tally:tlsCert and tally:tlsKey: set both, the certificate (with its chain) and its key")}
+	}
+	return checkCertificate(string(cfg.TLSCert), string(cfg.TLSKey), now())
+}
+
+// checkCertificate says what nginx or a client would refuse in a
+// certificate chain and key: no PEM, a key that is not the certificate's,
+// a certificate not valid at t, a chain that does not lead to a root a
+// client trusts (the system's, or the chain's own last certificate when it
+// is self-signed: a private CA's root, given with the chain).
+func checkCertificate(chainPEM, keyPEM string, t time.Time) []error {
+	var chain []*x509.Certificate
+	rest := []byte(chainPEM)
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return []error{fmt.Errorf("tally:tlsCert holds a %s block: want the certificate and its chain only (the key goes in tally:tlsKey)", block.Type)}
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return []error{fmt.Errorf("tally:tlsCert: certificate %d of the chain does not parse: %w", len(chain)+1, err)}
+		}
+		chain = append(chain, c)
+	}
+	if len(chain) == 0 {
+		return []error{errors.New("tally:tlsCert holds no PEM certificate (want fullchain.pem: -----BEGIN CERTIFICATE-----, the server's first)")}
+	}
+	if _, err := tls.X509KeyPair([]byte(chainPEM), []byte(keyPEM)); err != nil {
+		return []error{fmt.Errorf("tally:tlsKey is not the key of tally:tlsCert's first certificate: %s", strings.TrimPrefix(err.Error(), "tls: "))}
+	}
+	leaf := chain[0]
+	var errs []error
+	switch {
+	case t.After(leaf.NotAfter):
+		errs = append(errs, fmt.Errorf("tally:tlsCert expired on %s (%s): renew it", leaf.NotAfter.UTC().Format(time.RFC3339), subject(leaf)))
+	case t.Before(leaf.NotBefore):
+		errs = append(errs, fmt.Errorf("tally:tlsCert is not valid until %s (%s)", leaf.NotBefore.UTC().Format(time.RFC3339), subject(leaf)))
+	}
+	opts := x509.VerifyOptions{Intermediates: x509.NewCertPool(), CurrentTime: t, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	if roots, err := x509.SystemCertPool(); err == nil {
+		opts.Roots = roots
+	} else {
+		opts.Roots = x509.NewCertPool()
+	}
+	for i, c := range chain[1:] {
+		if i == len(chain)-2 && c.CheckSignatureFrom(c) == nil {
+			opts.Roots.AddCert(c)
+			continue
+		}
+		opts.Intermediates.AddCert(c)
+	}
+	if len(errs) == 0 {
+		if _, err := leaf.Verify(opts); err != nil {
+			errs = append(errs, fmt.Errorf("tally:tlsCert's chain does not verify (%s): %w; give the certificate followed by its intermediates (fullchain.pem), and for a private CA its root last", subject(leaf), err))
+		}
+	}
+	return errs
+}
+
+func subject(c *x509.Certificate) string {
+	if len(c.DNSNames) > 0 {
+		return "for " + strings.Join(c.DNSNames, ", ")
+	}
+	return c.Subject.String()
+}
+
+// edgePorts are nginx's published ports: HTTP, and HTTPS unless the stack
+// serves plain HTTP.
+func edgePorts(cfg Config) []portMap {
+	ports := []portMap{{cfg.HTTPPort, nginxPort}}
+	if !cfg.PlainHTTP {
+		ports = append(ports, portMap{cfg.HTTPSPort, nginxTLSPort})
+	}
+	return ports
+}
+
+// edgeRelease is nginx's config as a release: nginx/*.conf, with
+// servers.conf the deployed stack's (servers-http.conf or
+// servers-https.conf, not the local run's), and with TLS the certificate,
+// its key (a secret) and the port HTTP redirects to.
+func edgeRelease(cfg Config, files Files) *reloads {
+	r := &reloads{files: map[string]string{}, release: files.NginxRelease}
+	for name, text := range files.Nginx {
+		if !strings.HasPrefix(name, "servers") {
+			r.files[name] = text
+		}
+	}
+	if cfg.PlainHTTP {
+		r.files["servers.conf"] = files.Nginx["servers-http.conf"]
+		return r
+	}
+	r.files["servers.conf"] = files.Nginx["servers-https.conf"]
+	r.files["https-port.conf"] = fmt.Sprintf("set $tally_https_port %q;\n", portSuffix(cfg.HTTPSPort))
+	r.files[tlsCertFile] = string(cfg.TLSCert)
+	r.secrets = map[string]Secret{tlsKeyFile: cfg.TLSKey}
+	return r
+}
+
+// portSuffix is ":port" as a URL needs it, "" for HTTPS's own 443.
+func portSuffix(port int) string {
+	if port == 443 {
+		return ""
+	}
+	return fmt.Sprintf(":%d", port)
+}
