@@ -43,6 +43,7 @@ func runDeployBench(root string, images map[string]string, runs int) (string, er
 	b.stack, err = newPulumiStack(root, "bench", [][]string{
 		{"--secret", "tally:redisPassword", "bench-password-" + strconv.Itoa(b.port)},
 		{"tally:httpPort", strconv.Itoa(b.port)},
+		{"tally:plainHTTP", "true"},
 		{"tally:redisImage", images["REDIS_IMAGE"]},
 		{"tally:nginxImage", images["NGINX_IMAGE"]},
 		{"tally:goImage", images["GO_IMAGE"]},

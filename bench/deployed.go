@@ -20,9 +20,9 @@ import (
 // port through Docker's proxy) from the repository at dir, for the deployed
 // scenarios: what users run, measured beside the loopback processes.
 type composeStack struct {
-	dir, project string
-	port         int
-	env          []string
+	dir, project  string
+	port, tlsPort int // HTTP, HTTPS
+	env           []string
 }
 
 func startCompose(dir, name string, images map[string]string) (*composeStack, error) {
@@ -40,13 +40,13 @@ func startCompose(dir, name string, images map[string]string) (*composeStack, er
 // newComposeStack is the stack's settings, a project and port of its own;
 // up starts it.
 func newComposeStack(dir, name string, images map[string]string) (*composeStack, error) {
-	s := &composeStack{dir: dir, port: freePort()}
+	s := &composeStack{dir: dir, port: freePort(), tlsPort: freePort()}
 	s.project = fmt.Sprintf("tally-bench-%s-%d", name, s.port)
 	secret := filepath.Join(os.TempDir(), s.project+"-password")
 	if err := os.WriteFile(secret, []byte(password+"\n"), 0o644); err != nil {
 		return nil, err
 	}
-	s.env = append(os.Environ(), "COMPOSE_PROJECT_NAME="+s.project, "HTTP_PORT="+strconv.Itoa(s.port),
+	s.env = append(os.Environ(), "COMPOSE_PROJECT_NAME="+s.project, "HTTP_PORT="+strconv.Itoa(s.port), "HTTPS_PORT="+strconv.Itoa(s.tlsPort),
 		"REDIS_PASSWORD_SECRET="+secret, "REDIS_IMAGE="+images["REDIS_IMAGE"], "NGINX_IMAGE="+images["NGINX_IMAGE"],
 		"GO_IMAGE="+images["GO_IMAGE"], "VERSION=bench")
 	return s, nil
@@ -78,6 +78,10 @@ func (s *composeStack) stop() {
 
 func (s *composeStack) url(path string) string {
 	return fmt.Sprintf("http://127.0.0.1:%d%s", s.port, path)
+}
+
+func (s *composeStack) tlsURL(path string) string {
+	return fmt.Sprintf("https://127.0.0.1:%d%s", s.tlsPort, path)
 }
 
 // container is one container of a deployed stack, on the engine docker

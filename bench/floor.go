@@ -52,10 +52,10 @@ func serveFloor() bool {
 
 // startFloor runs three floor replicas, as GOMAXPROCS-bound as the app's,
 // behind an nginx of their own, and returns that nginx's port.
-func startFloor(p *procs, dir string, redisPort int) (int, error) {
+func startFloor(p *procs, dir string, redisPort int) (nginxPorts, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return 0, err
+		return nginxPorts{}, err
 	}
 	var ports []int
 	for i := range 3 {
@@ -63,10 +63,10 @@ func startFloor(p *procs, dir string, redisPort int) (int, error) {
 		cmd := exec.Command(self)
 		cmd.Env = append(os.Environ(), floorEnv+"="+fmt.Sprintf("%d %d", port, redisPort), "GOMAXPROCS=1")
 		if _, err := p.start(fmt.Sprintf("floor%d", i+1), cmd); err != nil {
-			return 0, err
+			return nginxPorts{}, err
 		}
 		if _, err := waitReady(port, 5*time.Second); err != nil {
-			return 0, err
+			return nginxPorts{}, err
 		}
 		ports = append(ports, port)
 	}

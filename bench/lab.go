@@ -16,6 +16,7 @@ import (
 // frozen but during their own rounds.
 type deployedStack interface {
 	url(path string) string
+	tlsURL(path string) string // "" for a stack serving plain HTTP only
 	sampler() func() map[string]float64
 	pause() error
 	resume() error
@@ -121,7 +122,7 @@ func (l *lab) deployToSwarm(root string, images map[string]string) (*labStack, e
 }
 
 func deployToLab(root, name string, sockets []string, addr string, config [][]string) (*labStack, error) {
-	config = append(config, []string{"--secret", "tally:redisPassword", password}, []string{"tally:httpPort", labPort})
+	config = append(config, []string{"--secret", "tally:redisPassword", password}, []string{"tally:httpPort", labPort}, []string{"tally:plainHTTP", "true"})
 	p, err := newPulumiStack(root, name, config)
 	if err != nil {
 		return nil, err
@@ -136,6 +137,10 @@ func deployToLab(root, name string, sockets []string, addr string, config [][]st
 }
 
 func (s *labStack) url(path string) string { return "http://" + s.addr + ":" + labPort + path }
+
+// The lab's stacks serve plain HTTP (tally:plainHTTP): the HTTPS figure is
+// the loopback's and the Compose stack's.
+func (s *labStack) tlsURL(string) string { return "" }
 
 // containers are the stack's running containers on every engine, by role.
 func (s *labStack) containers() map[string][]container {

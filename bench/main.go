@@ -146,14 +146,15 @@ func run() error {
 		return err
 	}
 
-	ceiling := &scenario{name: "ceiling: nginx → trivial upstream", url: fmt.Sprintf("http://127.0.0.1:%d/", ceilingNginx), into: &r.Ceiling}
-	index := &scenario{name: "/ through nginx", url: fmt.Sprintf("http://127.0.0.1:%d/", appNginx), into: &r.Index}
-	count := &scenario{name: "/count through nginx", url: fmt.Sprintf("http://127.0.0.1:%d/count", appNginx), into: &r.Count, profile: true}
+	ceiling := &scenario{name: "ceiling: nginx → trivial upstream", url: ceilingNginx.url("/"), into: &r.Ceiling}
+	index := &scenario{name: "/ through nginx", url: appNginx.url("/"), into: &r.Index}
+	count := &scenario{name: "/count through nginx", url: appNginx.url("/count"), into: &r.Count, profile: true}
 	scenarios := []*scenario{
 		ceiling,
-		{name: "floor: nginx → net/http + one INCR", url: fmt.Sprintf("http://127.0.0.1:%d/count", floorNginx), into: &r.Floor},
+		{name: "floor: nginx → net/http + one INCR", url: floorNginx.url("/count"), into: &r.Floor},
 		index,
 		count,
+		{name: "/count through nginx over HTTPS", url: appNginx.tlsURL("/count"), into: &r.CountTLS},
 		{name: "/count on one replica", url: fmt.Sprintf("http://127.0.0.1:%d/count", apps[0]), into: &r.Direct},
 	}
 	var againstCount *scenario
@@ -164,7 +165,7 @@ func run() error {
 		}
 		r.AgainstRev = *against
 		againstCount = &scenario{name: "/count through nginx, app at " + *against,
-			url: fmt.Sprintf("http://127.0.0.1:%d/count", port), into: &r.Against}
+			url: port.url("/count"), into: &r.Against}
 		scenarios = append(scenarios, againstCount)
 	}
 	// What the deployed scenarios started, stopped in reverse: the lab
@@ -178,11 +179,16 @@ func run() error {
 	}
 	defer stopDeployed()
 	// deploy adds the scenarios of a deployed stack, frozen until they run:
-	// /count (with perf if asked), /, and, if old is not nil, the
-	// -against revision's /count.
+	// /count (with perf if asked), /, /count over HTTPS where it serves
+	// it, and, if old is not nil, the -against revision's /count.
 	var deployedRuns []func()
 	deploy := func(d *deployedResult, st, old deployedStack, perf bool) error {
+		// Every row first: the scenarios point into d.Rows.
 		d.Rows = []deployedRow{{Name: "`/count`", Loopback: &r.Count}, {Name: "`/`", Loopback: &r.Index}}
+		tls := st.tlsURL("/count")
+		if tls != "" {
+			d.Rows = append(d.Rows, deployedRow{Name: "`/count` over HTTPS", Loopback: &r.CountTLS})
+		}
 		if old != nil {
 			d.Rows = append(d.Rows, deployedRow{Name: "`/count` at " + *against, Loopback: &r.Count})
 		}
@@ -191,8 +197,11 @@ func run() error {
 		page := &scenario{name: d.Title + ": /", url: st.url("/"), into: &d.Rows[1].F, sample: sample, stack: st}
 		scenarios = append(scenarios, visits, page)
 		deployedRuns = append(deployedRuns, func() { d.CPU, d.Kernel = visits.cpu, visits.kernel })
+		if tls != "" {
+			scenarios = append(scenarios, &scenario{name: d.Title + ": /count over HTTPS", url: tls, into: &d.Rows[2].F, sample: sample, stack: st})
+		}
 		if old != nil {
-			scenarios = append(scenarios, &scenario{name: d.Title + ": /count at " + *against, url: old.url("/count"), into: &d.Rows[2].F, sample: old.sampler(), stack: old})
+			scenarios = append(scenarios, &scenario{name: d.Title + ": /count at " + *against, url: old.url("/count"), into: &d.Rows[len(d.Rows)-1].F, sample: old.sampler(), stack: old})
 			if err := old.pause(); err != nil {
 				return err
 			}
@@ -415,27 +424,27 @@ func buildApp(dir, bin string) (string, error) {
 }
 
 // startAgainst runs three replicas of the app at the -against revision behind
-// an nginx of their own (the working tree's nginx.conf, so only the app
-// differs), and returns that nginx's port.
-func startAgainst(p *procs, dir string, redisPort int) (int, error) {
+// an nginx of their own (the working tree's nginx config, so only the app
+// differs), and returns that nginx's ports.
+func startAgainst(p *procs, dir string, redisPort int) (nginxPorts, error) {
 	src := filepath.Join(dir, "against")
 	if err := os.MkdirAll(src, 0o755); err != nil {
-		return 0, err
+		return nginxPorts{}, err
 	}
 	logf("building the app at %s", *against)
 	archive := exec.Command("sh", "-c", `git -C "$0" archive "$1" app | tar -x -C "$2"`, *root, *against, src)
 	if out, err := archive.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("git archive %s: %v\n%s", *against, err, out)
+		return nginxPorts{}, fmt.Errorf("git archive %s: %v\n%s", *against, err, out)
 	}
 	bin, err := buildApp(filepath.Join(src, "app"), filepath.Join(dir, "tally-against"))
 	if err != nil {
-		return 0, err
+		return nginxPorts{}, err
 	}
 	var ports []int
 	for i := range 3 {
 		port, _, err := startReplica(p, fmt.Sprintf("against%d", i+1), bin, redisPort)
 		if err != nil {
-			return 0, err
+			return nginxPorts{}, err
 		}
 		ports = append(ports, port)
 	}
@@ -455,48 +464,93 @@ func startReplica(p *procs, name, bin string, redisPort int, extraEnv ...string)
 	return port, cmd, nil
 }
 
-// startNginx runs the repository's nginx.conf from its own prefix directory
-// with an upstream.conf naming the given replicas. Only what cannot be shared between two
-// instances on one host changes: the listening port and the pid file.
-func startNginx(p *procs, dir, name string, replicas []int, extra string) (int, error) {
+// startNginx runs the repository's nginx config from its own prefix
+// directory with an upstream.conf naming the given replicas (extra after
+// it) and a servers.conf of its own: the app over HTTP, and over HTTPS
+// with tls.conf and a certificate of bench's own. Only what cannot be
+// shared between two instances on one host changes: the listening ports
+// and the pid file. bench's nginx may be older than the images' (Debian
+// 12's 1.22 has no `http2 on`), so HTTP/2 is asked for on the listen line.
+func startNginx(p *procs, dir, name string, replicas []int, extra string) (nginxPorts, error) {
+	var ports nginxPorts
 	upstream, err := upstreamFor(replicas)
 	if err != nil {
-		return 0, err
-	}
-	conf, err := os.ReadFile(filepath.Join(*root, "nginx", "nginx.conf"))
-	if err != nil {
-		return 0, err
+		return ports, err
 	}
 	prefix := filepath.Join(dir, name)
-	if err := os.MkdirAll(prefix, 0o755); err != nil {
-		return 0, err
+	if err := os.MkdirAll(filepath.Join(prefix, "tls"), 0o755); err != nil {
+		return ports, err
 	}
-	port := freePort()
-	c := strings.Replace(string(conf), "listen 8080 reuseport default_server;", fmt.Sprintf("listen 127.0.0.1:%d reuseport default_server;", port), 1)
-	c = strings.Replace(c, "pid /tmp/nginx.pid;", "pid "+filepath.Join(prefix, "nginx.pid")+";", 1)
-	if c == string(conf) || !strings.Contains(c, strconv.Itoa(port)) {
-		return 0, errors.New("nginx/nginx.conf no longer has the listen and pid lines bench rewrites")
+	confs, err := filepath.Glob(filepath.Join(*root, "nginx", "*.conf"))
+	if err != nil {
+		return ports, err
 	}
-	if err := os.WriteFile(filepath.Join(prefix, "nginx.conf"), []byte(c), 0o644); err != nil {
-		return 0, err
+	for _, path := range confs {
+		base := filepath.Base(path)
+		if strings.HasPrefix(base, "servers") || base == "upstream.conf" {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return ports, err
+		}
+		if base == "nginx.conf" {
+			c := strings.Replace(string(b), "pid /tmp/nginx.pid;", "pid "+filepath.Join(prefix, "nginx.pid")+";", 1)
+			if c == string(b) {
+				return ports, errors.New("nginx/nginx.conf no longer has the pid line bench rewrites")
+			}
+			b = []byte(c)
+		}
+		if err := os.WriteFile(filepath.Join(prefix, base), b, 0o644); err != nil {
+			return ports, err
+		}
 	}
-	if err := os.WriteFile(filepath.Join(prefix, "upstream.conf"), []byte(upstream+extra), 0o644); err != nil {
-		return 0, err
+	chain, key, err := benchCertificate()
+	if err != nil {
+		return ports, err
+	}
+	ports = nginxPorts{http: freePort(), https: freePort()}
+	servers := fmt.Sprintf("server {\n    listen 127.0.0.1:%d reuseport default_server;\n    include health.conf;\n    include routes.conf;\n}\n"+
+		"server {\n    listen 127.0.0.1:%d ssl http2 reuseport default_server;\n    include tls.conf;\n    include routes.conf;\n}\n", ports.http, ports.https)
+	for file, text := range map[string]string{"upstream.conf": upstream + extra, "servers.conf": servers, "tls/cert.pem": chain, "tls/key.pem": key} {
+		if err := os.WriteFile(filepath.Join(prefix, file), []byte(text), 0o600); err != nil {
+			return ports, err
+		}
 	}
 	var stderr bytes.Buffer
 	cmd := exec.Command("nginx", "-p", prefix+"/", "-c", "nginx.conf", "-g", "daemon off;")
 	if _, err := p.start(name, cmd); err != nil {
-		return 0, err
+		return ports, err
 	}
 	cmd.Stderr = &stderr
 	for range 100 {
-		if conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+		if conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", ports.http)); err == nil {
 			conn.Close()
-			return port, nil
+			return ports, nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return 0, fmt.Errorf("%s did not start: %s", name, stderr.String())
+	return ports, fmt.Errorf("%s did not start: %s", name, stderr.String())
+}
+
+// nginxPorts are where an nginx of bench's serves the app.
+type nginxPorts struct{ http, https int }
+
+func (p nginxPorts) url(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", p.http, path)
+}
+func (p nginxPorts) tlsURL(path string) string {
+	return fmt.Sprintf("https://127.0.0.1:%d%s", p.https, path)
+}
+
+// benchCertificate is a certificate for 127.0.0.1 from a CA made for the
+// run, as a deployed stack is given one (wrk does not check it).
+func benchCertificate() (chain, key string, err error) {
+	ca, err := testkit.NewCA()
+	if err != nil {
+		return "", "", err
+	}
+	return ca.Issue([]string{"127.0.0.1", "localhost"}, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
 }
 
 // figure is one scenario's median over the rounds.

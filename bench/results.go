@@ -13,6 +13,7 @@ import (
 type results struct {
 	Date, Machine                 string
 	Ceiling, Index, Count, Direct figure
+	CountTLS                      figure // /count through nginx over HTTPS, keep-alive
 	Floor                         figure // net/http and one INCR per request behind the same nginx (floor.go)
 	Against                       figure // /count through nginx on the app at AgainstRev (-against)
 	AgainstRev                    string
@@ -89,6 +90,7 @@ func (r results) markdown() string {
 		{"floor: nginx → 3 × net/http and one INCR → Redis", r.Floor},
 		{"`/` through nginx → 3 replicas", r.Index},
 		{"`/count` through nginx → 3 replicas → Redis", r.Count},
+		{"`/count` as above, over HTTPS (TLS 1.3, keep-alive)", r.CountTLS},
 		{"`/count` on one replica directly", r.Direct},
 	}
 	if r.AgainstRev != "" {

@@ -149,7 +149,7 @@ func (p *project) containers(name string) []string {
 }
 
 // needPort fails (skips off CI) unless port is free on this machine: the
-// commands under test publish the port docker-compose.yml names.
+// commands under test publish the ports docker-compose.yml names.
 func needPort(t *testing.T, port int) {
 	t.Helper()
 	if c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second); err == nil {
@@ -165,6 +165,7 @@ func needPort(t *testing.T, port int) {
 func TestOriginalCommandOnAFreshClone(t *testing.T) {
 	requireDocker(t)
 	needPort(t, 5002)
+	needPort(t, 5443)
 	name := "tally-fresh-" + randomName()
 	p := newProject(t, freshClone(t, name), []string{"docker", "compose"})
 	p.foreground(5002, 3, "up", "--scale", "web=3", "--build")
@@ -179,6 +180,7 @@ func TestOriginalCommandWithComposeV1(t *testing.T) {
 	}
 	requireDocker(t)
 	needPort(t, 5002)
+	needPort(t, 5443)
 	// Compose v1 names the project after the directory, without dashes.
 	name := "tallyfresh" + randomName()
 	p := newProject(t, freshClone(t, name), []string{"docker-compose"})
@@ -262,7 +264,7 @@ func TestMakeUpSaysWhatIsMissing(t *testing.T) {
 			argv := slices.Concat(tc.wrap, []string{"make", "-s", "up"})
 			cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 			cmd.Dir = dir
-			cmd.Env = slices.Concat(os.Environ(), imageEnv(t), []string{"HTTP_PORT=" + strconv.Itoa(port)}, tc.env)
+			cmd.Env = slices.Concat(os.Environ(), imageEnv(t), []string{"HTTP_PORT=" + strconv.Itoa(port), "HTTPS_PORT=" + strconv.Itoa(testkit.FreePort(t))}, tc.env)
 			var stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 			err := cmd.Run()

@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"net"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +29,44 @@ func TestStack(t *testing.T) {
 		}
 		if r := testkit.Get(s.url("/nginx-health")); r.Code != 200 {
 			t.Errorf("/nginx-health = %d", r.Code)
+		}
+	})
+
+	t.Run("serves HTTPS with the certificate of the stack's own CA", func(t *testing.T) {
+		ca := s.localCA()
+		client := testkit.TLSClient(ca)
+		for _, host := range []string{"localhost", "127.0.0.1"} {
+			url := "https://" + net.JoinHostPort(host, strconv.Itoa(s.tlsPort)) + "/count"
+			before := s.counter()
+			r := testkit.GetWith(client, url)
+			if r.Code != 200 || r.Count != before+1 {
+				t.Errorf("GET %s = %d, count %d (%v); want 200 and the next count, %d", url, r.Code, r.Count, r.Err, before+1)
+			}
+		}
+		resp, err := client.Get(s.tlsURL("/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			t.Errorf("HTTPS answered over %s, want HTTP/2", resp.Proto)
+		}
+		// HSTS holds for every port of a host: on localhost it would turn
+		// the browser's plain HTTP to any local server into HTTPS.
+		if h := resp.Header.Get("Strict-Transport-Security"); h != "" {
+			t.Errorf("a local run sends HSTS (%q)", h)
+		}
+		if p := testkit.ExpectTLS(net.JoinHostPort("127.0.0.1", strconv.Itoa(s.tlsPort)), "localhost", ca); len(p) > 0 {
+			t.Errorf("TLS at the edge: %v", p)
+		}
+		// Plain HTTP goes on serving a local run, as it always did.
+		if r := testkit.Get(s.url("/count")); r.Code != 200 {
+			t.Errorf("plain HTTP /count = %d %v", r.Code, r.Err)
+		}
+		// The CA's key stays with the certs service: nginx, on the
+		// internet's side, could sign for localhost with it.
+		if out := s.compose("exec", "-T", "nginx", "ls", "/etc/nginx/tally/tls/"); strings.Contains(out, "ca-key") {
+			t.Errorf("nginx can see the CA's key:\n%s", out)
 		}
 	})
 

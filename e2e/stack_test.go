@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -24,7 +25,8 @@ type stack struct {
 	password string
 	root     string
 	envFile  string
-	port     int
+	port     int // HTTP
+	tlsPort  int // HTTPS
 }
 
 // repoRoot is the directory holding docker-compose.yml.
@@ -50,7 +52,7 @@ func newStack(t *testing.T) *stack {
 	t.Helper()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	s := &stack{t: t, project: "tally-e2e-" + hex.EncodeToString(b[:]), root: repoRoot(), port: testkit.FreePort(t)}
+	s := &stack{t: t, project: "tally-e2e-" + hex.EncodeToString(b[:]), root: repoRoot(), port: testkit.FreePort(t), tlsPort: testkit.FreePort(t)}
 	pw := make([]byte, 16)
 	_, _ = rand.Read(pw)
 	s.password = hex.EncodeToString(pw)
@@ -60,7 +62,7 @@ func newStack(t *testing.T) *stack {
 	if err := os.WriteFile(secret, []byte(s.password+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env := fmt.Sprintf("REDIS_PASSWORD_SECRET=%s\nHTTP_PORT=%d\nVERSION=e2e\n", secret, s.port)
+	env := fmt.Sprintf("REDIS_PASSWORD_SECRET=%s\nHTTP_PORT=%d\nHTTPS_PORT=%d\nVERSION=e2e\n", secret, s.port, s.tlsPort)
 	for k, v := range testkit.Images(t, repoRoot()) {
 		env += k + "=" + v + "\n"
 	}
@@ -175,4 +177,25 @@ func (s *stack) counter() int64 {
 
 func (s *stack) url(path string) string {
 	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) + path
+}
+
+func (s *stack) tlsURL(path string) string {
+	return "https://" + net.JoinHostPort("localhost", strconv.Itoa(s.tlsPort)) + path
+}
+
+// localCA is the root the stack's certs service made, as make up copies
+// it for the user to trust.
+func (s *stack) localCA() *x509.CertPool {
+	s.t.Helper()
+	path := filepath.Join(s.t.TempDir(), "ca.pem")
+	s.compose("cp", "certs:/var/lib/tally/tls/ca.pem", path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		s.t.Fatalf("the certs service's ca.pem holds no certificate:\n%s", b)
+	}
+	return pool
 }

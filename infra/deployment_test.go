@@ -90,7 +90,10 @@ func (w *workspace) stack(t *testing.T, name string, e engine, port int) *auto.S
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Plain HTTP unless a test gives a certificate (tlsDeployment): the
+	// steps' clients speak HTTP.
 	cfg := auto.ConfigMap{
+		"tally:plainHTTP":  {Value: "true"},
 		"tally:redisImage": {Value: w.images["REDIS_IMAGE"]},
 		"tally:nginxImage": {Value: w.images["NGINX_IMAGE"]},
 		"tally:goImage":    {Value: w.images["GO_IMAGE"]},

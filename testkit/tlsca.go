@@ -91,18 +91,8 @@ func (ca *CA) Pool() *x509.CertPool {
 	return p
 }
 
-// Client is an HTTP client that trusts the root alone, and speaks HTTP/2
-// where the server offers it.
-func (ca *CA) Client() *http.Client {
-	return &http.Client{
-		Timeout: 10 * time.Second,
-		Transport: &http.Transport{
-			TLSClientConfig:   &tls.Config{RootCAs: ca.Pool()},
-			ForceAttemptHTTP2: true,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
+// Client is an HTTP client that trusts the root alone (TLSClient).
+func (ca *CA) Client() *http.Client { return TLSClient(ca.Pool()) }
 
 func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
@@ -113,4 +103,17 @@ func pemOf(typ string, der []byte) string {
 	var b bytes.Buffer
 	_ = pem.Encode(&b, &pem.Block{Type: typ, Bytes: der})
 	return b.String()
+}
+
+// TLSClient is an HTTP client that trusts roots alone, speaks HTTP/2 where
+// the server offers it, and follows no redirect.
+func TLSClient(roots *x509.CertPool) *http.Client {
+	return &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: roots},
+			ForceAttemptHTTP2: true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
