@@ -63,6 +63,8 @@ func runSteps(t *testing.T, d *deployment) {
 		{"a Redis image change keeps the count", stepRedisImage},
 		{"a new Redis password reaches Redis and every replica", stepNewPassword},
 		{"a web container removed by hand comes back", stepDrift},
+		{"a certificate given serves HTTPS, plain HTTP redirecting there", stepHTTPSGiven},
+		{"a new certificate reloads nginx in place under load over HTTPS", stepNewCertificate},
 		{"destroy keeps the Redis volume", stepDestroyKeepsData},
 		{"destroy with retainData=false removes it", stepDestroyRemovesData},
 	}
@@ -143,7 +145,7 @@ func stepAppRollout(t *testing.T, d *deployment) {
 // request fails.
 func stepNginxConfig(t *testing.T, d *deployment) {
 	marker := "release-" + randomHex(3)
-	d.editFile("nginx/nginx.conf", "add_header Referrer-Policy no-referrer always;",
+	d.editFile("nginx/routes.conf", "add_header Referrer-Policy no-referrer always;",
 		"add_header Referrer-Policy no-referrer always;\n        add_header X-Tally-Test "+marker+" always;")
 	before := d.ids()
 	res, load := d.upUnderLoad()

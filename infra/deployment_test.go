@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,6 +123,11 @@ type deployment struct {
 	images    map[string]string
 	password  string
 	lastCount int64
+	// Once a step has given it a certificate: the CA that signed it, the
+	// chain, and where HTTPS answers (url is then https).
+	ca      *testkit.CA
+	cert    string
+	tlsPort int
 }
 
 // newDeployment declares stack name of ws on e; port 0 is the program's
@@ -417,7 +421,7 @@ func (d *deployment) page(path string) string {
 // header is the value of header in nginx's answer to /.
 func (d *deployment) header(name string) string {
 	d.t.Helper()
-	resp, err := http.Get(d.url + "/")
+	resp, err := testkit.Client.Get(d.url + "/")
 	if err != nil {
 		d.t.Fatal(err)
 	}

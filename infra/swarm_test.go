@@ -91,7 +91,7 @@ func TestDeployToSwarm(t *testing.T) {
 		}},
 		{"an nginx config change reloads every nginx task in place with no failed request", func(t *testing.T) {
 			marker := "release-" + randomHex(3)
-			d.editFile("nginx/nginx.conf", "add_header Referrer-Policy no-referrer always;",
+			d.editFile("nginx/routes.conf", "add_header Referrer-Policy no-referrer always;",
 				"add_header Referrer-Policy no-referrer always;\n        add_header X-Tally-Test "+marker+" always;")
 			tasks := d.taskIDs("nginx")
 			before := d.counter()

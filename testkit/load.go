@@ -1,6 +1,8 @@
 package testkit
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +18,12 @@ import (
 var Client = &http.Client{
 	Timeout:   10 * time.Second,
 	Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256},
+}
+
+// Trust makes Client trust roots (in place of the system's): a stack
+// serving a certificate of a test's own CA. Call it while no load runs.
+func Trust(roots *x509.CertPool) {
+	Client.Transport = &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256, TLSClientConfig: &tls.Config{RootCAs: roots}}
 }
 
 // Reply is what one request got back.

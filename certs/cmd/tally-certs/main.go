@@ -1,17 +1,24 @@
 // Command tally-certs makes and keeps the certificates tally's edge serves.
 //
 //	tally-certs local [-dir DIR] [-ca DIR] [-hosts localhost,127.0.0.1,::1]
+//	tally-certs acme -domain NAME [-email ADDR] [-server URL] [-dir DIR] [-listen ADDR]
 //
 // local: the certificate of a local run (docker-compose.yml), signed by a CA
-// of the stack's own that it makes once; see package certs.
+// of the stack's own that it makes once. acme: a deployed stack's, from an
+// ACME server (Let's Encrypt by default) by HTTP-01, kept and renewed for
+// as long as it runs; TALLY_ACME_ROOTS (PEM) are the ACME server's TLS
+// roots when they are not the system's (a test server). See package certs.
 package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -31,15 +38,18 @@ func main() {
 	}
 }
 
-const usage = `usage: tally-certs local [-dir DIR] [-ca DIR] [-hosts NAMES]`
+const usage = `usage: tally-certs local [-dir DIR] [-ca DIR] [-hosts NAMES]
+       tally-certs acme -domain NAME [-email ADDR] [-server URL] [-dir DIR] [-listen ADDR]`
 
-func run(_ context.Context, args []string, _ func(string) string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) < 2 {
 		return errors.New(usage)
 	}
 	switch args[1] {
 	case "local":
 		return local(args[2:], stdout, time.Now())
+	case "acme":
+		return acme(ctx, args[2:], getenv, stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -47,11 +57,43 @@ func run(_ context.Context, args []string, _ func(string) string, stdout io.Writ
 	return fmt.Errorf("%q: %s", args[1], usage)
 }
 
-// The directories of the certs image, each a volume in docker-compose.yml.
+// The directories of the certs image, each a volume where it runs.
 const (
-	defaultDir   = "/var/lib/tally/tls"
-	defaultCADir = "/var/lib/tally/ca"
+	defaultDir     = "/var/lib/tally/tls"
+	defaultCADir   = "/var/lib/tally/ca"
+	defaultACMEDir = "/var/lib/tally/acme"
+	// Where the edge sends the HTTP-01 challenge path (nginx/servers-https.conf).
+	defaultChallenge = ":8080"
 )
+
+func acme(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("acme", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	domain := fs.String("domain", "", "the domain the certificate is for")
+	email := fs.String("email", "", "the ACME account's contact (expiry notices)")
+	server := fs.String("server", certs.LetsEncrypt, "the ACME server's directory URL")
+	dir := fs.String("dir", defaultACMEDir, "where the account and the certificate are kept")
+	listen := fs.String("listen", defaultChallenge, "where the HTTP-01 challenge is answered")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("acme: %w (%s)", err, usage)
+	}
+	if err := certs.CheckDomain(*domain); err != nil {
+		return fmt.Errorf("acme: -domain %q: %w", *domain, err)
+	}
+	if u, err := url.Parse(*server); err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("acme: -server %q: want the https URL of an ACME directory, e.g. %s", *server, certs.LetsEncrypt)
+	}
+	log := slog.New(slog.NewJSONHandler(stdout, nil))
+	certs.SetLibraryLog(log)
+	a := &certs.ACME{Dir: *dir, Domain: *domain, Email: *email, Directory: *server, ChallengeAddr: *listen, Log: log, Now: time.Now}
+	if pem := getenv("TALLY_ACME_ROOTS"); pem != "" {
+		a.Roots = x509.NewCertPool()
+		if !a.Roots.AppendCertsFromPEM([]byte(pem)) {
+			return errors.New("acme: TALLY_ACME_ROOTS holds no PEM certificate")
+		}
+	}
+	return a.Run(ctx)
+}
 
 func local(args []string, stdout io.Writer, now time.Time) error {
 	fs := flag.NewFlagSet("local", flag.ContinueOnError)
