@@ -125,7 +125,10 @@ require (
 
 require (
 	gopkg.in/yaml.v3 v3.0.1
+	tally/certs v0.0.0
 	tally/testkit v0.0.0
 )
 
 replace tally/testkit => ../testkit
+
+replace tally/certs => ../certs

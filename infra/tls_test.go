@@ -42,7 +42,7 @@ func stepHTTPSGiven(t *testing.T, d *deployment) {
 	d.setConfig("tally:httpsPort", strconv.Itoa(d.tlsPort))
 	httpURL := d.url
 	res := d.up()
-	testkit.Trust(ca.Pool())
+	testkit.Trust(ca.Pool(), "")
 	d.url = fmt.Sprintf("https://%s:%d", d.engine.addr, d.tlsPort)
 	d.expectServing(res, fmt.Sprintf("https://%s:%d/", d.engine.urlHost(), d.tlsPort), 2)
 	d.expectOnlyPublicRoutes()
@@ -110,7 +110,7 @@ func stepNewCertificate(t *testing.T, d *deployment) {
 // engine's address, as secrets, and returns its key.
 func (d *deployment) giveCertificate() string {
 	d.t.Helper()
-	chain, key, err := d.ca.Issue([]string{d.engine.addr, d.engine.urlHost()}, time.Now().Add(-time.Hour), time.Now().Add(30*24*time.Hour))
+	chain, key, err := d.ca.Issue([]string{d.engine.addr, d.engine.urlHost()}, time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour))
 	if err != nil {
 		d.t.Fatal(err)
 	}

@@ -10,6 +10,12 @@
 set -eu
 releases=${TALLY_NGINX_RELEASES:?TALLY_NGINX_RELEASES names the config volume}
 live=/tmp/nginx/current # a link to the release nginx runs; -p reads through it
+# A certificate kept outside the releases (the certs service's, by ACME):
+# when it changes, nginx reloads gracefully, as for a new release.
+cert=${TALLY_TLS_CERT:-}
+
+# What the certificate is now: "" without one.
+stamp() { if [ -n "$cert" ] && [ -r "$cert" ]; then cksum <"$cert"; fi; }
 
 # The release named in $releases/current, once it is complete: "" until then.
 named() {
@@ -35,6 +41,7 @@ done
 seen=$(named)
 [ -n "$seen" ] || { echo "serve: no config release in $releases after 60s" >&2; exit 1; }
 use "$seen"
+served=$(stamp)
 nginx -p "$live/" -c nginx.conf -g 'daemon off;' &
 pid=$!
 trap 'kill -QUIT "$pid" 2>/dev/null || true' QUIT
@@ -44,6 +51,17 @@ while kill -0 "$pid" 2>/dev/null; do
 	# wait, unlike sleep, returns as soon as a trapped signal arrives.
 	sleep 1 &
 	wait $! || true
+	got=$(stamp)
+	if [ "$got" != "$served" ] && [ "$got" != "${refused:-}" ]; then
+		if out=$(nginx -t -q -p "$live/" -c nginx.conf 2>&1); then
+			echo "serve: a new certificate in $cert: reloading nginx gracefully" >&2
+			served=$got
+			kill -HUP "$pid"
+		else
+			echo "serve: the new certificate in $cert refused, still serving the one before: $out" >&2
+			refused=$got
+		fi
+	fi
 	now=$(named)
 	if [ -z "$now" ] || [ "$now" = "$seen" ]; then continue; fi
 	# Checked again here: this nginx may be another version than the one

@@ -17,14 +17,13 @@ cd "$(dirname "$0")/.."
 # docker.io: the Docker engine, where none is installed; docker-compose:
 #   Compose 1.x, which the end-to-end suite runs the original command with.
 # libseccomp-dev, gcc: runc for the lab's current engine (lab/engine.env).
-# testssl.sh: the deployed edge's TLS, rated; pebble (with
-#   pebble-challtestsrv): the ACME server the certificate tests get theirs from.
+# testssl.sh: the deployed edge's TLS, rated.
 packages=(
 	redis-server:redis-server debootstrap:debootstrap shellcheck:shellcheck
 	openssh-server:sshd openssl:openssl iproute2:ip iptables:iptables curl:curl
 	docker-registry:docker-registry docker.io:dockerd docker-compose:docker-compose
 	libseccomp-dev:/usr/include/seccomp.h gcc:gcc
-	testssl.sh:testssl pebble:pebble
+	testssl.sh:testssl
 )
 PULUMI_TOOLS=${PULUMI_TOOLS:-../shared/tools/pulumi/install.sh}
 

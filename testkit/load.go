@@ -21,9 +21,11 @@ var Client = &http.Client{
 }
 
 // Trust makes Client trust roots (in place of the system's): a stack
-// serving a certificate of a test's own CA. Call it while no load runs.
-func Trust(roots *x509.CertPool) {
-	Client.Transport = &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256, TLSClientConfig: &tls.Config{RootCAs: roots}}
+// serving a certificate of a test's own CA. With a serverName, Client
+// checks certificates for that name whatever address it connects to (a
+// domain's certificate, served on 127.0.0.1). Call it while no load runs.
+func Trust(roots *x509.CertPool, serverName string) {
+	Client.Transport = &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256, TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: serverName}}
 }
 
 // Reply is what one request got back.

@@ -30,6 +30,10 @@ type Config struct {
 	HTTPBind      string // the host address nginx's ports are published on; "" for every one
 	TLSCert       Secret // the certificate nginx serves, with its chain (PEM)
 	TLSKey        Secret // its key
+	Domain        string // the domain to get a certificate for by ACME
+	ACMEEmail     string // the ACME account's contact
+	ACMEServer    string // the ACME server's directory URL
+	ACMERoots     string // the ACME server's TLS roots (PEM), when not the system's (a test server)
 	PlainHTTP     bool   // serve the app over plain HTTP, with no TLS
 	RedisPassword Secret
 	RetainData    bool // keep the Redis volume when the stack is destroyed
@@ -106,6 +110,10 @@ func ParseConfig(get func(key string) (string, bool), isSecret func(key string) 
 		HTTPSPort:     intIn("httpsPort", 8443, 1, 65535),
 		TLSCert:       secret("tlsCert"),
 		TLSKey:        secret("tlsKey"),
+		Domain:        strings.TrimSuffix(strings.ToLower(str("domain", "")), "."),
+		ACMEEmail:     str("acmeEmail", ""),
+		ACMEServer:    acmeServer(str("acmeServer", "letsencrypt")),
+		ACMERoots:     str("acmeRoots", ""),
 		HTTPBind:      str("httpBind", ""),
 		RedisPassword: secret("redisPassword"),
 		RetainData:    true,

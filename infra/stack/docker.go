@@ -77,8 +77,18 @@ func NewDocker(ctx *pulumi.Context, name string, cfg Config, files Files, svcs [
 		} else if len(svc.publish) > 0 {
 			args.Ports = ports(svc)
 		}
+		// Another service's data, read-only where that service keeps it
+		// (nginx reads the certificate the certs service keeps); the
+		// release step checks the config with it too.
+		var reads func(*docker.ContainerArgs)
+		if svc.readsData != "" {
+			owner, _ := byRole(svcs, svc.readsData) // checkServices makes sure of it
+			volume := volumes[svc.readsData].Name
+			reads = func(a *docker.ContainerArgs) { mount(a, volume, owner.dataDir, true) }
+			reads(args)
+		}
 		if svc.reloads != nil {
-			r, err := newRelease(ctx, n, svc, images[svc.role], nets, holder, slices.Clone(opts))
+			r, err := newRelease(ctx, n, svc, images[svc.role], nets, holder, reads, slices.Clone(opts))
 			if err != nil {
 				return nil, err
 			}
@@ -173,7 +183,7 @@ func mount(args *docker.ContainerArgs, volume pulumi.StringInput, path string, r
 // or pulled.
 func hostImage(ctx *pulumi.Context, n names, svc service, cfg Config, files Files, on []pulumi.ResourceOption) (pulumi.StringInput, error) {
 	if svc.image.build {
-		return builtImage(ctx, n, svc.role, cfg, files, on)
+		return builtImage(ctx, n, svc, cfg, files, on)
 	}
 	img, err := pulledImage(ctx, n.of(svc.role, "image"), svc.image.ref, on)
 	if err != nil {

@@ -20,6 +20,7 @@ type Files struct {
 	NginxRelease string            // nginx/release.sh
 	RedisStart   string            // redis/start.sh
 	AppHash      string            // hash of the app image's build inputs: its tag
+	CertsHash    string            // the same of the certs image's
 	Images       Images            // the default images, from docker-compose.yml
 }
 
@@ -69,27 +70,28 @@ func ReadFiles(root string) (Files, error) {
 		}
 		*dst = string(b)
 	}
-	h, err := hashBuildInputs(root)
-	if err != nil {
+	if f.AppHash, err = hashBuildInputs(root, "app"); err != nil {
 		return f, err
 	}
-	f.AppHash = h
+	if f.CertsHash, err = hashBuildInputs(root, "certs"); err != nil {
+		return f, err
+	}
 	f.Images, err = composeImages(compose)
 	return f, err
 }
 
-// hashBuildInputs hashes what the Dockerfile copies (see .dockerignore), so
-// the app image's tag, and with it the web containers, change exactly when
-// the app does.
-func hashBuildInputs(root string) (string, error) {
+// hashBuildInputs hashes what the Dockerfile copies of dir (see
+// .dockerignore), so an image's tag, and with it the containers, change
+// exactly when the program in dir does.
+func hashBuildInputs(root, dir string) (string, error) {
 	var paths []string
-	err := filepath.WalkDir(filepath.Join(root, "app"), func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(root, path)
 		switch {
-		case d.IsDir() && rel == filepath.Join("app", "internal"):
+		case d.IsDir() && rel == filepath.Join(dir, "internal"):
 			return filepath.SkipDir
 		case d.Type().IsRegular() && !strings.HasSuffix(path, "_test.go"):
 			paths = append(paths, rel)
@@ -97,7 +99,7 @@ func hashBuildInputs(root string) (string, error) {
 		return nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("hashing the app's sources: %w", err)
+		return "", fmt.Errorf("hashing the sources of %s: %w", dir, err)
 	}
 	paths = append(paths, "Dockerfile")
 	sort.Strings(paths)
@@ -105,7 +107,7 @@ func hashBuildInputs(root string) (string, error) {
 	for _, p := range paths {
 		b, err := os.ReadFile(filepath.Join(root, p))
 		if err != nil {
-			return "", fmt.Errorf("hashing the app's sources: %w", err)
+			return "", fmt.Errorf("hashing the sources of %s: %w", dir, err)
 		}
 		fmt.Fprintf(h, "%s %d\n", filepath.ToSlash(p), len(b))
 		h.Write(b)

@@ -34,8 +34,9 @@ const releaseMemoryMB = 32
 
 // newRelease declares svc's config volume, the release's files and the
 // release step's run. The run's network is the one svc's instances have:
-// the namespace of ports, their port holder, or svc's networks.
-func newRelease(ctx *pulumi.Context, n names, svc service, image pulumi.StringInput, nets map[string]*docker.Network, ports *portHolder, opts []pulumi.ResourceOption) (*release, error) {
+// the namespace of ports, their port holder, or svc's networks; reads, if
+// not nil, mounts what else they read.
+func newRelease(ctx *pulumi.Context, n names, svc service, image pulumi.StringInput, nets map[string]*docker.Network, ports *portHolder, reads func(*docker.ContainerArgs), opts []pulumi.ResourceOption) (*release, error) {
 	r := svc.reloads
 	id := r.id()
 	volume, err := docker.NewVolume(ctx, n.of(svc.role, "conf"), &docker.VolumeArgs{
@@ -92,6 +93,9 @@ func newRelease(ctx *pulumi.Context, n names, svc service, image pulumi.StringIn
 		args.User = pulumi.String(svc.user)
 	}
 	mount(args, volume.Name, releases, false)
+	if reads != nil {
+		reads(args)
+	}
 	if ports != nil {
 		ports.join(args)
 	} else {

@@ -47,6 +47,7 @@ type service struct {
 	stopGrace  int      // seconds from the stop signal to SIGKILL
 	password   bool     // reads the Redis password at passwordPath
 	dataDir    string   // where its data volume is mounted; "" for none
+	readsData  string   // a service before it whose data volume it mounts read-only, at that service's dataDir
 	reloads    *reloads // config it takes in place, without a new instance
 	networks   []attachment
 }
@@ -56,9 +57,10 @@ type portMap struct{ host, container int }
 
 // image is where a service's image comes from.
 type image struct {
-	ref   string // a registry image; with build, "" (or the image to run instead)
-	build bool   // the repository's Dockerfile, built on the host
-	pin   bool   // a swarm runs it by its registry digest (see pinned)
+	ref    string // a registry image; with build, "" (or the image to run instead)
+	build  bool   // the repository's Dockerfile, built on the host
+	target string // the Dockerfile's stage to build; "" for the last, the app
+	pin    bool   // a swarm runs it by its registry digest (see pinned)
 }
 
 // order is how a running instance makes way for its replacement.
@@ -136,6 +138,7 @@ const (
 	webRole   = "web"
 	redisRole = "redis"
 	nginxRole = "nginx"
+	certsRole = "certs"
 )
 
 // Ports inside the containers; the same as in docker-compose.yml (nginx's
@@ -189,7 +192,7 @@ var (
 // services is the stack, in the order the services start: each one waits
 // only for services before it.
 func services(cfg Config, files Files) []service {
-	return []service{{
+	svcs := []service{{
 		role:  redisRole,
 		image: image{ref: cfg.RedisImage, pin: true},
 		// One instance holds the data volume.
@@ -231,7 +234,16 @@ func services(cfg Config, files Files) []service {
 		stopGrace: 15,
 		password:  true,
 		networks:  []attachment{{frontend, webAlias}, {backend, ""}},
-	}, {
+	}}
+	if certs, ok := certsService(cfg); ok {
+		svcs = append(svcs, certs)
+	}
+	return append(svcs, edgeService(cfg, files))
+}
+
+// edgeService is nginx: the edge, on every manager of a swarm.
+func edgeService(cfg Config, files Files) service {
+	edge := service{
 		role:  nginxRole,
 		image: image{ref: cfg.NginxImage, pin: true},
 		// The edge of every manager of a swarm, each with the port on its
@@ -258,7 +270,15 @@ func services(cfg Config, files Files) []service {
 		// nginx finds the replicas through DNS (nginx/upstream.conf), so
 		// nothing here depends on their number: scaling leaves it be.
 		networks: []attachment{{frontend, ""}},
-	}}
+	}
+	if cfg.Domain != "" {
+		// The certificate the certs service keeps, read where it writes it,
+		// and followed: nginx reloads when it changes.
+		edge.readsData = certsRole
+		edge.waitsFor = append(edge.waitsFor, certsRole)
+		edge.env = append(edge.env, "TALLY_TLS_CERT="+acmeDir+"/cert.pem")
+	}
+	return edge
 }
 
 // checkServices says what in the list no target could run or the stack
@@ -287,6 +307,14 @@ func checkServices(svcs []service) error {
 	for _, role := range []string{webRole, redisRole} {
 		if !seen[role] {
 			return fmt.Errorf("the service list has no %s service, which the stack's outputs name", role)
+		}
+	}
+	for _, svc := range svcs {
+		if svc.readsData == "" {
+			continue
+		}
+		if owner, ok := byRole(svcs, svc.readsData); !ok || owner.dataDir == "" || !slices.Contains(svc.waitsFor, owner.role) {
+			return fmt.Errorf("service %s reads the data of %q, which is not a service it waits for with a data volume", svc.role, svc.readsData)
 		}
 	}
 	if redis, _ := byRole(svcs, redisRole); redis.dataDir == "" {

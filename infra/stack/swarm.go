@@ -99,7 +99,7 @@ func (s *Swarm) outputs() pulumi.Map {
 func swarmImage(ctx *pulumi.Context, n names, svc service, cfg Config, files Files, on []pulumi.ResourceOption) (pulumi.StringInput, error) {
 	switch {
 	case svc.image.build:
-		return builtImage(ctx, n, svc.role, cfg, files, on)
+		return builtImage(ctx, n, svc, cfg, files, on)
 	case svc.image.pin:
 		return pinned(ctx, n.of(svc.role, "image"), svc.image.ref, on)
 	}

@@ -6,8 +6,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
+
+	"tally/certs/hostname"
 )
 
 // The ports nginx listens on inside its container; the same as
@@ -27,22 +30,63 @@ const (
 // now is the time certificates are checked at; tests move it.
 var now = time.Now
 
-// checkServedTLS checks how the stack serves HTTPS: a certificate and key
-// given (both, secret, a pair, valid now, with a chain that verifies), or
-// plain HTTP because the config says so; neither is an error that names
-// both ways.
+// checkServedTLS checks how the stack serves HTTPS: one source of its
+// certificate (given, by ACME) or plain HTTP because the config says so;
+// none is an error that names each.
 func checkServedTLS(cfg Config) []error {
+	sources := 0
+	for _, set := range []bool{cfg.TLSCert != "" || cfg.TLSKey != "", cfg.Domain != "", cfg.PlainHTTP} {
+		if set {
+			sources++
+		}
+	}
 	switch {
-	case cfg.TLSCert == "" && cfg.TLSKey == "" && !cfg.PlainHTTP:
-		return []error{errors.New("tally serves HTTPS: set tally:tlsCert and tally:tlsKey to your certificate (its chain) and its key, pulumi config set --secret tally:tlsCert -- \"$(cat fullchain.pem)\" (and the same for tally:tlsKey); or set tally:plainHTTP true to serve plain HTTP, for a stack behind a TLS proxy of your own")}
-	case cfg.PlainHTTP && (cfg.TLSCert != "" || cfg.TLSKey != ""):
-		return []error{errors.New("tally:plainHTTP = true and a certificate (tally:tlsCert, tally:tlsKey): choose one")}
+	case sources == 0:
+		return []error{errors.New("tally serves HTTPS: set tally:domain (and tally:acmeEmail) for a certificate from Let's Encrypt; or tally:tlsCert and tally:tlsKey to your own certificate (its chain) and key, pulumi config set --secret tally:tlsCert -- \"$(cat fullchain.pem)\" (and the same for tally:tlsKey); or tally:plainHTTP true to serve plain HTTP, for a stack behind a TLS proxy of your own")}
+	case sources > 1:
+		return []error{errors.New("tally:domain (a certificate by ACME), tally:tlsCert/tally:tlsKey (your own) and tally:plainHTTP = true: choose one")}
 	case cfg.PlainHTTP:
 		return nil
+	case cfg.Domain != "":
+		return checkACME(cfg)
 	case cfg.TLSCert == "" || cfg.TLSKey == "":
 		return []error{errors.New("tally:tlsCert and tally:tlsKey: set both, the certificate (with its chain) and its key")}
 	}
 	return checkCertificate(string(cfg.TLSCert), string(cfg.TLSKey), now())
+}
+
+// The ACME servers tally:acmeServer may name by a word.
+var acmeServers = map[string]string{
+	"letsencrypt":         "https://acme-v02.api.letsencrypt.org/directory",
+	"letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+}
+
+func acmeServer(v string) string {
+	if u, ok := acmeServers[v]; ok {
+		return u
+	}
+	return v
+}
+
+// checkACME checks what getting a certificate by ACME needs.
+func checkACME(cfg Config) []error {
+	var errs []error
+	if err := hostname.Check(cfg.Domain); err != nil {
+		errs = append(errs, fmt.Errorf("tally:domain = %q: %w", cfg.Domain, err))
+	}
+	if u, err := url.Parse(cfg.ACMEServer); err != nil || u.Scheme != "https" || u.Host == "" {
+		errs = append(errs, fmt.Errorf("tally:acmeServer = %q: want letsencrypt (the default), letsencrypt-staging, or the https URL of an ACME directory", cfg.ACMEServer))
+	}
+	if cfg.ACMEEmail != "" && !strings.Contains(cfg.ACMEEmail, "@") {
+		errs = append(errs, fmt.Errorf("tally:acmeEmail = %q: want an email address, for the ACME server's notices", cfg.ACMEEmail))
+	}
+	if cfg.ACMERoots != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(cfg.ACMERoots)) {
+		errs = append(errs, errors.New("tally:acmeRoots holds no PEM certificate (want the ACME server's TLS root, for a server whose certificate the system does not trust)"))
+	}
+	if cfg.Target == "swarm" {
+		errs = append(errs, errors.New("tally:domain on a swarm: certificates by ACME are served on one engine only for now; give the swarm a certificate with tally:tlsCert and tally:tlsKey"))
+	}
+	return errs
 }
 
 // checkCertificate says what nginx or a client would refuse in a
@@ -137,9 +181,58 @@ func edgeRelease(cfg Config, files Files) *reloads {
 	}
 	r.files["servers.conf"] = files.Nginx["servers-https.conf"]
 	r.files["https-port.conf"] = fmt.Sprintf("set $tally_https_port %q;\n", portSuffix(cfg.HTTPSPort))
+	if cfg.Domain != "" {
+		// The certs service's pair, where nginx mounts its volume.
+		r.files["certificate.conf"] = fmt.Sprintf("ssl_certificate     %s/cert.pem;\nssl_certificate_key %s/key.pem;\n", acmeDir, acmeDir)
+		return r
+	}
 	r.files[tlsCertFile] = string(cfg.TLSCert)
 	r.secrets = map[string]Secret{tlsKeyFile: cfg.TLSKey}
 	return r
+}
+
+// Where the certs service keeps its account and the certificate (its data
+// volume; tally-certs acme's default), and the port it answers the HTTP-01
+// challenge on (nginx/servers-https.conf sends the path there).
+const (
+	acmeDir       = "/var/lib/tally/acme"
+	challengePort = 8080
+)
+
+// certsService keeps the certificate by ACME when the config names a
+// domain: one instance, holding the account and the certificate on its
+// volume, kept like Redis's data across deploys and destroys, so a deploy
+// never asks for a certificate while the one it has is good. It runs as
+// nginx's user, which reads the key it writes.
+func certsService(cfg Config) (service, bool) {
+	if cfg.Domain == "" {
+		return service{}, false
+	}
+	cmd := []string{"acme", "-domain", cfg.Domain, "-server", cfg.ACMEServer, "-dir", acmeDir, "-listen", fmt.Sprintf(":%d", challengePort)}
+	if cfg.ACMEEmail != "" {
+		cmd = append(cmd, "-email", cfg.ACMEEmail)
+	}
+	var env []string
+	if cfg.ACMERoots != "" {
+		env = append(env, "TALLY_ACME_ROOTS="+cfg.ACMERoots)
+	}
+	return service{
+		role:     certsRole,
+		image:    image{build: true, target: "certs"},
+		replicas: 1, replace: stopFirst, // one holds the account and the volume
+		waitsFor: []string{webRole},
+		user:     nginxUser,
+		command:  cmd,
+		env:      env,
+		// Healthy once there is a pair to serve (the placeholder at first).
+		health: []string{"CMD", "/tally-certs", "healthcheck", "-dir", acmeDir}, retries: 3,
+		memoryMB:  64,
+		cpus:      1,
+		pids:      32,
+		stopGrace: 5,
+		dataDir:   acmeDir,
+		networks:  []attachment{{frontend, certsRole}},
+	}, true
 }
 
 // portSuffix is ":port" as a URL needs it, "" for HTTPS's own 443.

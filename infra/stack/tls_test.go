@@ -182,3 +182,75 @@ func TestHTTPSOnASwarm(t *testing.T) {
 		t.Errorf("swarm nginx publishes %v, want 8080 and 8443", ports)
 	}
 }
+
+func acmeConfig(kv ...string) map[string]string {
+	cfg := with(testConfig(), "tally:domain", "tally.example.com", "tally:acmeEmail", "ops@example.com")
+	delete(cfg, "tally:plainHTTP")
+	return with(cfg, kv...)
+}
+
+// With a domain, a certs service keeps the certificate on a volume of its
+// own, kept on destroy like Redis's; nginx reads it there, read-only, and
+// its release names it; the challenge path reaches the service by name.
+func TestACMEOnOneEngine(t *testing.T) {
+	r := mustRun(t, "dev", acmeConfig())
+	certs := decode[containerInputs](t, r.named("tally-dev-certs"))
+	if !slices.Contains(certs.Command, "tally.example.com") || !slices.Contains(certs.Command, acmeServers["letsencrypt"]) || certs.User != nginxUser {
+		t.Errorf("the certs service runs %v as %q; want tally-certs acme for the domain, Let's Encrypt's directory, as nginx's user", certs.Command, certs.User)
+	}
+	if !slices.ContainsFunc(certs.NetworksAdvanced, func(a attached) bool { return slices.Contains(a.Aliases, certsRole) }) {
+		t.Errorf("the certs service is not found as %q on the frontend: %v", certsRole, certs.NetworksAdvanced)
+	}
+	if v := r.named("tally-dev-certs-data"); !v.retainOnDelete {
+		t.Error("the certs volume is not kept on destroy: a new stack would ask for a new certificate")
+	}
+	for _, name := range []string{"tally-dev-nginx-1", "tally-dev-nginx-release"} {
+		c := decode[containerInputs](t, r.named(name))
+		if !slices.ContainsFunc(c.Volumes, func(v struct {
+			ContainerPath, VolumeName string
+			ReadOnly                  bool
+		}) bool {
+			return v.VolumeName == "tally-dev-certs-data" && v.ContainerPath == acmeDir && v.ReadOnly
+		}) {
+			t.Errorf("%s does not mount the certs volume read-only at %s: %v", name, acmeDir, c.Volumes)
+		}
+	}
+	svc, _ := byRole(services(Config{Domain: "tally.example.com", HTTPSPort: 8443, ACMEServer: acmeServers["letsencrypt"]}, repoFiles(t)), nginxRole)
+	if got := svc.reloads.files["certificate.conf"]; !strings.Contains(got, acmeDir+"/cert.pem") || svc.reloads.secrets != nil {
+		t.Errorf("the release's certificate.conf = %q (secrets %v); want the certs volume's pair and no key of its own", got, svc.reloads.secrets)
+	}
+	if !strings.Contains(svc.reloads.files["servers.conf"], "http://certs:8080") {
+		t.Error("the HTTP server does not send the challenge path to the certs service")
+	}
+	if got := r.outputs["url"]; got != "https://localhost:8443/" {
+		t.Errorf("url = %v", got)
+	}
+}
+
+func TestACMEConfigErrors(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cfg  map[string]string
+		want string
+	}{
+		{"an address for a domain", acmeConfig("tally:domain", "203.0.113.7"), "an address, not a host name"},
+		{"a wildcard", acmeConfig("tally:domain", "*.example.com"), "DNS-01"},
+		{"not a host name", acmeConfig("tally:domain", "tally example"), "tally:domain"},
+		{"a server that is not https", acmeConfig("tally:acmeServer", "http://acme.example.com/dir"), "tally:acmeServer"},
+		{"an email without @", acmeConfig("tally:acmeEmail", "ops"), "tally:acmeEmail"},
+		{"roots that are not PEM", acmeConfig("tally:acmeRoots", "nope"), "tally:acmeRoots"},
+		{"a domain and a certificate", with(acmeConfig(), "tally:tlsCert", "x", "tally:tlsKey", "y"), "choose one"},
+		{"a domain on a swarm", acmeConfig("tally:target", "swarm", "tally:registry", "registry.example.com"), "one engine only"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := runProgram(t, "dev", c.cfg, repoFiles(t))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("program: %v, want an error saying %q", err, c.want)
+			}
+		})
+	}
+	r := mustRun(t, "dev", acmeConfig("tally:acmeServer", "letsencrypt-staging"))
+	if c := decode[containerInputs](t, r.named("tally-dev-certs")); !slices.Contains(c.Command, acmeServers["letsencrypt-staging"]) {
+		t.Errorf("letsencrypt-staging runs %v", c.Command)
+	}
+}

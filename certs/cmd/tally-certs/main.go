@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"flag"
@@ -21,11 +22,13 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"tally/certs"
+	"tally/certs/hostname"
 )
 
 func main() {
@@ -39,7 +42,8 @@ func main() {
 }
 
 const usage = `usage: tally-certs local [-dir DIR] [-ca DIR] [-hosts NAMES]
-       tally-certs acme -domain NAME [-email ADDR] [-server URL] [-dir DIR] [-listen ADDR]`
+       tally-certs acme -domain NAME [-email ADDR] [-server URL] [-dir DIR] [-listen ADDR]
+       tally-certs healthcheck [-dir DIR]`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) < 2 {
@@ -50,6 +54,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return local(args[2:], stdout, time.Now())
 	case "acme":
 		return acme(ctx, args[2:], getenv, stdout)
+	case "healthcheck":
+		return healthcheck(args[2:])
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -77,7 +83,7 @@ func acme(ctx context.Context, args []string, getenv func(string) string, stdout
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("acme: %w (%s)", err, usage)
 	}
-	if err := certs.CheckDomain(*domain); err != nil {
+	if err := hostname.Check(*domain); err != nil {
 		return fmt.Errorf("acme: -domain %q: %w", *domain, err)
 	}
 	if u, err := url.Parse(*server); err != nil || u.Scheme != "https" || u.Host == "" {
@@ -121,6 +127,21 @@ func local(args []string, stdout io.Writer, now time.Time) error {
 		fmt.Fprintf(stdout, "local: renewed the certificate for %s, until %s\n", strings.Join(names, ", "), l.Cert.NotAfter.Format(time.DateOnly))
 	default:
 		fmt.Fprintf(stdout, "local: the certificate for %s is good until %s\n", strings.Join(names, ", "), l.Cert.NotAfter.Format(time.DateOnly))
+	}
+	return nil
+}
+
+// healthcheck succeeds when DIR holds a certificate and its key that go
+// together: what the edge needs to serve (the container's health check).
+func healthcheck(args []string) error {
+	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	dir := fs.String("dir", defaultACMEDir, "where the certificate and its key are")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("healthcheck: %w (%s)", err, usage)
+	}
+	if _, err := tls.LoadX509KeyPair(filepath.Join(*dir, certs.CertFile), filepath.Join(*dir, certs.KeyFile)); err != nil {
+		return fmt.Errorf("healthcheck: no certificate to serve in %s: %w", *dir, err)
 	}
 	return nil
 }

@@ -1,4 +1,5 @@
-package certs
+// Package hostname checks a name an ACME server would certify by HTTP-01.
+package hostname
 
 import (
 	"errors"
@@ -7,10 +8,10 @@ import (
 	"strings"
 )
 
-// CheckDomain says why name cannot have a certificate by HTTP-01: it must
+// Check says why name cannot have a certificate by HTTP-01: it must
 // be a fully qualified host name (no address, no wildcard, no port), as
 // an ACME server validates it.
-func CheckDomain(name string) error {
+func Check(name string) error {
 	switch {
 	case name == "":
 		return errors.New("no domain")
