@@ -33,16 +33,19 @@ COPY app/ ./
 ARG VERSION=dev
 RUN go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/tally ./cmd/tally
 
-# tally-certs (certs/): the local CA and certificate of a local run, in an
-# image of its own (docker-compose.yml's certs service, --target certs).
-# Standard library only, so no module layer; its directories are the
-# nginx user's (101), the owner the volumes mounted on them take.
+# tally-certs (certs/): the local CA and certificate of a local run
+# (docker-compose.yml's certs service), a deployed stack's by ACME (the
+# Pulumi program's), in an image of its own (--target certs). Its
+# directories are the nginx user's (101), the owner the volumes mounted on
+# them take: nginx, as that user, reads the certificate and its key.
 FROM ${GO_IMAGE} AS certs-build
 ENV CGO_ENABLED=0 GOWORK=off GOTOOLCHAIN=local GOFLAGS=-trimpath
 WORKDIR /src
+COPY certs/go.mod certs/go.sum ./
+RUN go mod download
 COPY certs/ ./
 RUN go build -ldflags "-s -w" -o /out/tally-certs ./cmd/tally-certs \
-	&& mkdir -p /out/lib/tls /out/lib/ca && chmod 0700 /out/lib/ca
+	&& mkdir -p /out/lib/tls /out/lib/ca /out/lib/acme && chmod 0700 /out/lib/ca /out/lib/acme
 
 FROM scratch AS certs
 COPY --from=certs-build /out/tally-certs /tally-certs

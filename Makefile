@@ -71,7 +71,7 @@ REPLICAS ?= 3
 COMPOSE ?= docker compose
 
 .PHONY: up
-up: .env ## run the stack: nginx on HTTP_BIND:HTTP_PORT (default 127.0.0.1:5002), REPLICAS web replicas (default 3), Redis; checks the host first
+up: .env ## run the stack: nginx on HTTP_BIND:HTTP_PORT and HTTPS_PORT (default 127.0.0.1:5002, 5443), REPLICAS web replicas (default 3), Redis; checks the host first
 	@VERSION=$(VERSION) REPLICAS=$(REPLICAS) COMPOSE="$(COMPOSE)" bash scripts/up.sh
 
 .PHONY: down

@@ -46,9 +46,13 @@ const (
 	placeholderCN  = "tally placeholder: no certificate from the ACME server yet"
 )
 
-// Retries after a failure: from a minute, doubling, at most an hour apart.
+// Retries after a failure: 20 s, then three times longer each time, at
+// most an hour apart. The first order often meets an edge not yet up (it
+// starts once the placeholder is written); a setup that stays broken is
+// tried six times in its first hour, about what Let's Encrypt allows
+// failing (5 an hour for a name) before it answers "rate limited".
 const (
-	retryFirst = time.Minute
+	retryFirst = 20 * time.Second
 	retryMax   = time.Hour
 	// How long a good certificate waits before the next look, at most: the
 	// ACME server's renewal info may move the window (RFC 9773).
@@ -74,7 +78,7 @@ type ACME struct {
 // serving meanwhile. It returns only when ctx ends, or when Dir cannot be
 // written at all.
 func (a *ACME) Run(ctx context.Context) error {
-	if err := a.ensurePlaceholder(); err != nil {
+	if err := a.Placeholder(); err != nil {
 		return err
 	}
 	wait := retryFirst
@@ -86,7 +90,7 @@ func (a *ACME) Run(ctx context.Context) error {
 			}
 			a.Log.Error("acme: could not get a certificate; the current one keeps serving", "domain", a.Domain, "err", err, "retry_in", wait.String())
 			next = a.Now().Add(wait)
-			wait = min(2*wait, retryMax)
+			wait = min(3*wait, retryMax)
 		} else {
 			wait = retryFirst
 		}
@@ -232,10 +236,10 @@ func (a *ACME) accountKey() (crypto.Signer, error) {
 	return key, writeFile(a.Dir, accountKeyFile, pemBlock("PRIVATE KEY", der), 0o600)
 }
 
-// ensurePlaceholder writes a self-signed certificate for the domain when
+// Placeholder writes a self-signed certificate for the domain when
 // there is no certificate at all: the edge starts with it (HTTPS answers,
 // untrusted) and carries the first challenge over plain HTTP.
-func (a *ACME) ensurePlaceholder() error {
+func (a *ACME) Placeholder() error {
 	if _, err := readCert(filepath.Join(a.Dir, CertFile)); err == nil {
 		return nil
 	}

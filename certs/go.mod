@@ -1,6 +1,6 @@
 module tally/certs
 
-go 1.26.6
+go 1.26.0
 
 toolchain go1.26.10
 
@@ -16,7 +16,3 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	software.sslmate.com/src/go-pkcs12 v0.7.4 // indirect
 )
-
-require tally/testkit v0.0.0
-
-replace tally/testkit => ../testkit

@@ -183,20 +183,7 @@ func TestDeployToSwarm(t *testing.T) {
 			d.expectNoChanges()
 		}},
 		{"a new nginx image on two managers replaces one task at a time", func(t *testing.T) {
-			// A second manager: nginx runs on every manager, each with the
-			// port on its own address, as users point DNS at several.
-			const second = "lab2"
-			if out, err := d.engine.docker("node", "promote", second).CombinedOutput(); err != nil {
-				t.Fatalf("docker node promote %s: %v\n%s", second, err, out)
-			}
-			defer func() {
-				if out, err := d.engine.docker("node", "demote", second).CombinedOutput(); err != nil {
-					t.Errorf("docker node demote %s: %v\n%s", second, err, out)
-				}
-			}()
-			if !testkit.WaitUntil(time.Minute, func() bool { return len(d.taskNodes("nginx")) == 2 }) {
-				t.Fatalf("nginx runs on %v; want both managers", d.taskNodes("nginx"))
-			}
+			defer d.secondManager("lab2")()
 			image := d.pushedImage(lab["LAB_REGISTRY"], "tally-nginx-next", lab["LAB_REGISTRY"]+"/"+path.Base(ws.images["NGINX_IMAGE"]))
 			d.setConfig("tally:nginxImage", image)
 			addrs := strings.Fields(lab["LAB_ADDRS"])
@@ -228,6 +215,53 @@ func TestDeployToSwarm(t *testing.T) {
 				"a client on each manager's address; the update took %v; longest time without an answer %v (a task stops before its node's port is free for the new one)",
 				took.Round(time.Second), load.LongestGap.Round(time.Millisecond)))
 			t.Logf("a new nginx image on two managers: %v", load)
+		}},
+		{"a certificate given reaches every nginx task; a new one reloads them in place", func(t *testing.T) {
+			defer d.secondManager("lab2")()
+			managers := strings.Fields(lab["LAB_ADDRS"])[:2]
+			ca, err := testkit.NewCA()
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.ca, d.tlsPort = ca, 8443
+			key := d.giveCertificate(managers...)
+			if err := d.stack.RemoveConfig(d.ctx, "tally:plainHTTP"); err != nil {
+				t.Fatal(err)
+			}
+			d.up() // a second port: nginx's tasks replaced, one at a time
+			d.expectServedCertificate(managers...)
+			testkit.Trust(ca.Pool(), "")
+			httpURL := d.url
+			d.url = fmt.Sprintf("https://%s:%d", managers[0], d.tlsPort)
+			defer func() { d.url = httpURL }()
+
+			tasks := d.taskIDs("nginx")
+			key = d.giveCertificate(managers...)
+			before := d.counter()
+			var stops []func() *testkit.Tally
+			for _, addr := range managers {
+				stops = append(stops, testkit.SteadyLoad(fmt.Sprintf("https://%s:%d/count", addr, d.tlsPort), 2))
+			}
+			d.up()
+			d.expectServedCertificate(managers...)
+			time.Sleep(2 * time.Second)
+			load := testkit.NewTally()
+			for _, stop := range stops {
+				load.Merge(stop())
+			}
+			d.expectExactCount(before, load)
+			d.expectNoFailures(load)
+			if after := d.taskIDs("nginx"); !slices.Equal(tasks, after) {
+				t.Errorf("nginx's tasks were %v, now %v; want the same tasks reloaded", tasks, after)
+			}
+			line := strings.Split(key, "\n")[1]
+			for _, svc := range []string{"web", "redis", "nginx", "nginx-conf"} {
+				if out, _ := d.engine.docker("service", "inspect", d.serviceName(svc)).Output(); bytes.Contains(out, []byte(line)) {
+					t.Errorf("docker service inspect shows the TLS key for %s", svc)
+				}
+			}
+			drill(t, "new certificate, 2 managers (a release, reloaded in place)", load, "a client on each manager's address over HTTPS; the same nginx tasks serve the new certificate")
+			d.expectNoChanges()
 		}},
 		{"destroy removes services, networks and secret, keeps Redis' volume", func(t *testing.T) {
 			d.destroy()
@@ -266,6 +300,24 @@ func swarmEngine(t *testing.T, lab map[string]string) engine {
 			"tally:sshOpts":    {Value: string(opts)},
 			"tally:registry":   {Value: lab["LAB_REGISTRY"]},
 		},
+	}
+}
+
+// secondManager promotes node to a manager of the swarm, so nginx runs on
+// two, each with the port on its own address, as users point DNS at
+// several; it returns what demotes it again.
+func (d *deployment) secondManager(node string) (demote func()) {
+	d.t.Helper()
+	if out, err := d.engine.docker("node", "promote", node).CombinedOutput(); err != nil {
+		d.t.Fatalf("docker node promote %s: %v\n%s", node, err, out)
+	}
+	if !testkit.WaitUntil(time.Minute, func() bool { return len(d.taskNodes("nginx")) == 2 }) {
+		d.t.Fatalf("nginx runs on %v; want both managers", d.taskNodes("nginx"))
+	}
+	return func() {
+		if out, err := d.engine.docker("node", "demote", node).CombinedOutput(); err != nil {
+			d.t.Errorf("docker node demote %s: %v\n%s", node, err, out)
+		}
 	}
 }
 

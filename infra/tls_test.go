@@ -107,10 +107,10 @@ func stepNewCertificate(t *testing.T, d *deployment) {
 }
 
 // giveCertificate sets a new certificate from the deployment's CA for the
-// engine's address, as secrets, and returns its key.
-func (d *deployment) giveCertificate() string {
+// engine's address (and other hosts), as secrets, and returns its key.
+func (d *deployment) giveCertificate(hosts ...string) string {
 	d.t.Helper()
-	chain, key, err := d.ca.Issue([]string{d.engine.addr, d.engine.urlHost()}, time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour))
+	chain, key, err := d.ca.Issue(append([]string{d.engine.addr, d.engine.urlHost()}, hosts...), time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour))
 	if err != nil {
 		d.t.Fatal(err)
 	}
@@ -124,34 +124,46 @@ func (d *deployment) giveCertificate() string {
 }
 
 // expectServedCertificate waits until nginx serves the deployment's latest
-// certificate on every connection (nginx/serve.sh looks for a new release
-// every second).
-func (d *deployment) expectServedCertificate() {
+// certificate on every connection, at the engine's address or at each of
+// addrs (nginx/serve.sh looks for a new release every second).
+func (d *deployment) expectServedCertificate(addrs ...string) {
 	d.t.Helper()
 	block, _ := pem.Decode([]byte(d.cert))
 	want, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	addr := net.JoinHostPort(d.engine.addr, strconv.Itoa(d.tlsPort))
-	var got *x509.Certificate
-	ok := testkit.WaitUntil(30*time.Second, func() bool {
-		for range 5 {
-			c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: d.ca.Pool(), ServerName: d.engine.addr})
-			if err != nil {
-				return false
-			}
-			got = c.ConnectionState().PeerCertificates[0]
-			c.Close()
-			if !got.Equal(want) {
-				return false
-			}
-		}
-		return true
-	})
-	if !ok {
-		d.t.Errorf("nginx on %s serves certificate %v, want the one given (serial %v)", d.engine.name, got.SerialNumber, want.SerialNumber)
+	if len(addrs) == 0 {
+		addrs = []string{d.engine.addr}
 	}
+	for _, host := range addrs {
+		addr := net.JoinHostPort(host, strconv.Itoa(d.tlsPort))
+		var got *x509.Certificate
+		ok := testkit.WaitUntil(time.Minute, func() bool {
+			for range 5 {
+				c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: d.ca.Pool(), ServerName: host})
+				if err != nil {
+					return false
+				}
+				got = c.ConnectionState().PeerCertificates[0]
+				c.Close()
+				if !got.Equal(want) {
+					return false
+				}
+			}
+			return true
+		})
+		if !ok {
+			d.t.Errorf("nginx at %s serves certificate %v, want the one given (serial %v)", addr, serialOf(got), want.SerialNumber)
+		}
+	}
+}
+
+func serialOf(c *x509.Certificate) any {
+	if c == nil {
+		return "none"
+	}
+	return c.SerialNumber
 }
 
 // expectKeyHidden checks that no container of the stack shows the key to
