@@ -143,6 +143,10 @@ bench: ## benchmark: loopback (nginx + 3 replicas + Redis vs a ceiling and a flo
 rollout: ## change the running Compose stack with no failed request: a new app image, nginx's config (reload) or image (handoff); ROLLOUT=edge or web for one
 	VERSION=$(VERSION) bash scripts/rollout.sh
 
+.PHONY: testssl
+testssl: ## testssl.sh on the edge of a stack deployed with a certificate (the local engine's deployment test); writes bench/testssl.md
+	go test -run TestDeployToLocalEngine -count=1 -timeout 30m -v ./infra/ -args -testssl-report=$(CURDIR)/bench/testssl.md
+
 .PHONY: drill
 drill: ## fault drills under load on the Compose stack and on the lab's swarm (root); writes bench/drills.md
 	go test -tags drill -run TestDrills -count=1 -timeout 30m -v ./e2e/
