@@ -314,8 +314,15 @@ func (d *deployment) secondManager(node string) (demote func()) {
 	if !testkit.WaitUntil(time.Minute, func() bool { return len(d.taskNodes("nginx")) == 2 }) {
 		d.t.Fatalf("nginx runs on %v; want both managers", d.taskNodes("nginx"))
 	}
+	// Right after a membership change Raft may time a demotion out
+	// ("context deadline exceeded"): tried again until it takes.
 	return func() {
-		if out, err := d.engine.docker("node", "demote", node).CombinedOutput(); err != nil {
+		var out []byte
+		var err error
+		if !testkit.WaitUntil(time.Minute, func() bool {
+			out, err = d.engine.docker("node", "demote", node).CombinedOutput()
+			return err == nil
+		}) {
 			d.t.Errorf("docker node demote %s: %v\n%s", node, err, out)
 		}
 	}
