@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -247,20 +246,15 @@ func (a *ACME) Placeholder() error {
 	if err != nil {
 		return err
 	}
-	serial, err := serialNumber()
+	// A server certificate as a local run's, but self-signed, short-lived
+	// and named for what it is.
+	now := a.Now()
+	tmpl, err := signLeafTemplate([]string{a.Domain}, now)
 	if err != nil {
 		return err
 	}
-	now := a.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: placeholderCN},
-		DNSNames:     []string{a.Domain},
-		NotBefore:    now.Add(-backdate),
-		NotAfter:     now.Add(7 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
+	tmpl.Subject.CommonName = placeholderCN
+	tmpl.NotAfter = now.Add(7 * 24 * time.Hour)
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return err
