@@ -354,26 +354,37 @@ func changes(res auto.UpResult) map[string]int {
 	return out
 }
 
-// expectPasswordHidden checks that no container of the stack shows the
-// Redis password to `docker inspect`, and that the state backend holds it
-// only encrypted.
+// expectPasswordHidden checks the Redis password is hidden (expectHidden).
 func (d *deployment) expectPasswordHidden() {
+	d.t.Helper()
+	d.expectHidden("the Redis password", d.password)
+}
+
+// expectHidden checks that no container of the stack shows secret to
+// `docker inspect` or in its log, and that no file of the state backend
+// (the state, its backups and history) holds it in plain text.
+func (d *deployment) expectHidden(what, secret string) {
 	d.t.Helper()
 	out, err := d.engine.docker("ps", "-aq", "--no-trunc", "--filter", "label=tally.stack="+d.name).Output()
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	if shown := testkit.ShownByInspect(d.t, d.password, d.engine.flags, strings.Fields(string(out))...); len(shown) > 0 {
-		d.t.Errorf("docker inspect shows the Redis password for %v", shown)
+	ids := strings.Fields(string(out))
+	if shown := testkit.ShownByInspect(d.t, secret, d.engine.flags, ids...); len(shown) > 0 {
+		d.t.Errorf("docker inspect shows %s for %v", what, shown)
 	}
-	// Every file of the state backend: the state, its backups and history.
+	for _, id := range ids {
+		if log, _ := d.engine.docker("logs", id).CombinedOutput(); bytes.Contains(log, []byte(secret)) {
+			d.t.Errorf("container %s logged %s", id, what)
+		}
+	}
 	err = filepath.WalkDir(d.ws.backend, func(path string, e fs.DirEntry, err error) error {
 		if err != nil || e.IsDir() {
 			return err
 		}
 		b, err := os.ReadFile(path)
-		if bytes.Contains(b, []byte(d.password)) {
-			d.t.Errorf("%s holds the Redis password in plain text", path)
+		if bytes.Contains(b, []byte(secret)) {
+			d.t.Errorf("%s holds %s in plain text", path, what)
 		}
 		return err
 	})

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"flag"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -169,36 +166,9 @@ func serialOf(c *x509.Certificate) any {
 	return c.SerialNumber
 }
 
-// expectKeyHidden checks that no container of the stack shows the key to
-// `docker inspect` or in its log, and that the state backend holds it only
-// encrypted. A line of its PEM stands for it (JSON escapes line breaks).
+// expectKeyHidden checks the TLS key is hidden (expectHidden); a line of
+// its PEM stands for it, since JSON escapes line breaks.
 func (d *deployment) expectKeyHidden(key string) {
 	d.t.Helper()
-	line := strings.Split(key, "\n")[1]
-	out, err := d.engine.docker("ps", "-aq", "--no-trunc", "--filter", "label=tally.stack="+d.name).Output()
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	ids := strings.Fields(string(out))
-	if shown := testkit.ShownByInspect(d.t, line, d.engine.flags, ids...); len(shown) > 0 {
-		d.t.Errorf("docker inspect shows the TLS key for %v", shown)
-	}
-	for _, id := range ids {
-		if log, _ := d.engine.docker("logs", id).CombinedOutput(); bytes.Contains(log, []byte(line)) {
-			d.t.Errorf("container %s logged the TLS key", id)
-		}
-	}
-	err = filepath.WalkDir(d.ws.backend, func(path string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if bytes.Contains(b, []byte(line)) {
-			d.t.Errorf("%s holds the TLS key in plain text", path)
-		}
-		return err
-	})
-	if err != nil {
-		d.t.Fatal(err)
-	}
+	d.expectHidden("the TLS key", strings.Split(key, "\n")[1])
 }
