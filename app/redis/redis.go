@@ -21,20 +21,29 @@ import (
 
 // Config says where the counter lives and how long one command may take.
 type Config struct {
-	Addr     string
-	Password string
-	DB       int
-	Key      string
+	// Addr is the one Redis server, unless Sentinels are given: then the
+	// Sentinels name the primary of MasterName, and the client follows it
+	// through a failover. The Sentinels require Password too.
+	Addr       string
+	Sentinels  []string
+	MasterName string
+	Password   string
+	DB         int
+	Key        string
 	// Timeout bounds a whole command: waiting for a pooled connection,
 	// dialing, writing and reading the reply.
 	Timeout time.Duration
+	// Replicas is how many replicas must hold a visit before it is
+	// acknowledged (WAIT); 0 acknowledges once the primary has it.
+	Replicas int
 }
 
 // Counter is a tally.Counter kept in one Redis key.
 type Counter struct {
-	client  *goredis.Client
-	key     string
-	timeout time.Duration
+	client   goredis.UniversalClient
+	key      string
+	timeout  time.Duration
+	replicas int
 }
 
 var _ tally.Counter = (*Counter)(nil)
@@ -42,11 +51,18 @@ var _ tally.Counter = (*Counter)(nil)
 // New returns a Counter. It does not connect: the service may start while
 // Redis is still down and becomes ready when it comes up.
 func New(cfg Config) *Counter {
+	addrs, master := []string{cfg.Addr}, ""
+	if len(cfg.Sentinels) > 0 {
+		addrs, master = cfg.Sentinels, cfg.MasterName
+	}
 	return &Counter{
-		client: goredis.NewClient(&goredis.Options{
-			Addr:     cfg.Addr,
-			Password: cfg.Password,
-			DB:       cfg.DB,
+		// One Redis, or the failover client when MasterName is set.
+		client: goredis.NewUniversalClient(&goredis.UniversalOptions{
+			Addrs:            addrs,
+			MasterName:       master,
+			Password:         cfg.Password,
+			SentinelPassword: cfg.Password,
+			DB:               cfg.DB,
 			// A retried INCR whose reply was lost would count the visit twice.
 			MaxRetries:            -1,
 			DialTimeout:           cfg.Timeout,
@@ -66,8 +82,9 @@ func New(cfg Config) *Counter {
 			// them costs a round trip on every new connection.
 			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 		}),
-		key:     cfg.Key,
-		timeout: cfg.Timeout,
+		key:      cfg.Key,
+		timeout:  cfg.Timeout,
+		replicas: cfg.Replicas,
 	}
 }
 
@@ -93,34 +110,23 @@ const retryBackoff = 25 * time.Millisecond
 // A visit without an id is tried once: had Redis run the INCR and only the
 // reply been lost, a retry would count the visit twice. A visit with an id
 // is retried, because the script makes a second run return the first one's
-// count:
-//   - within the timeout while Redis cannot be reached (a restart costs a
-//     slower answer, not a 503);
-//   - once more, for another timeout, when Redis did not answer in time (a
-//     busy machine rather than a dead Redis);
-//   - until settleWithin when the connection broke after the script was
-//     sent: Redis exits without answering the commands it ran last, and a
-//     503 would stand for a visit that was counted.
+// count; see incrOnce.
 func (c *Counter) Increment(ctx context.Context, visitID string) (int64, error) {
-	start := time.Now()
-	tryCtx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	if visitID == "" {
-		n, err := c.client.Incr(tryCtx, c.key).Result()
+	if visitID != "" {
+		n, err := c.incrOnce(ctx, visitID)
 		if err != nil {
 			return 0, c.unavailable(err)
 		}
 		return n, nil
 	}
-	n, lost, err := c.incrOnce(tryCtx, visitID)
-	if err != nil && ctx.Err() == nil && (lost || timedOut(err)) {
-		deadline := time.Now().Add(c.timeout)
-		if lost {
-			deadline = start.Add(settleWithin)
-		}
-		againCtx, cancel := context.WithDeadline(ctx, deadline)
-		defer cancel()
-		n, _, err = c.incrOnce(againCtx, visitID)
+	tryCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var n int64
+	var err error
+	if c.replicas == 0 {
+		n, err = c.client.Incr(tryCtx, c.key).Result()
+	} else {
+		n, err = c.thenWait(tryCtx, func(p goredis.Pipeliner) *goredis.Cmd { return p.Do(tryCtx, "INCR", c.key) })
 	}
 	if err != nil {
 		return 0, c.unavailable(err)
@@ -128,34 +134,98 @@ func (c *Counter) Increment(ctx context.Context, visitID string) (int64, error) 
 	return n, nil
 }
 
-// settleWithin bounds how long a visit whose reply was lost is held while
-// Redis comes back: a restart takes a second or two, a stop for maintenance
-// a few more. Only the visits in flight when Redis went away wait this long;
-// new ones fail within the timeout. It stays under nginx's
-// proxy_read_timeout (10 s), past which nginx would give up on the replica.
+// settleWithin bounds how long a visit Redis may have counted is held until
+// Redis answers: a restart takes a second or two, a stop for maintenance or
+// a failover a few more. It stays under nginx's proxy_read_timeout (10 s),
+// past which nginx would give up on the replica.
 const settleWithin = 8 * time.Second
 
-// incrOnce runs the script until it answers, fails for good, or ctx is
-// nearly out of time. lost says whether some attempt broke after the script
-// may have reached Redis.
-func (c *Counter) incrOnce(ctx context.Context, visitID string) (n int64, lost bool, err error) {
+// incrOnce runs the script, each try bounded by the timeout, until it
+// answers or fails for good:
+//   - while no try can have reached Redis (it cannot be reached, or it is
+//     loading), for the timeout: a restart costs a slower answer, not a
+//     503, and new visits fail fast while Redis is away;
+//   - once a try may have reached Redis (the connection broke after the
+//     script was sent, or the reply did not come in time: a stalled
+//     machine, Redis exiting without answering the commands it ran last),
+//     until settleWithin: a 503 would stand for a visit that was counted.
+func (c *Counter) incrOnce(ctx context.Context, visitID string) (int64, error) {
 	keys := []string{c.key, c.key + ":visit:" + visitID}
+	start := time.Now()
+	giveUp := start.Add(c.timeout)
 	for {
-		n, err = incrOnce.Run(ctx, c.client, keys, visitTTL.Milliseconds()).Int64()
-		if err == nil {
-			return n, lost, nil
+		tryEnd := time.Now().Add(c.timeout)
+		if giveUp.Before(tryEnd) {
+			tryEnd = giveUp
 		}
-		lost = lost || lostReply(err)
-		// Give up while an answer can still arrive within the timeout.
-		if deadline, _ := ctx.Deadline(); !transient(err) || time.Until(deadline) < retryBackoff {
-			return 0, lost, err
+		tryCtx, cancel := context.WithDeadline(ctx, tryEnd)
+		n, err := c.count(tryCtx, keys)
+		cancel()
+		// Not acknowledged: counted, and the answer already says so.
+		if err == nil || errors.Is(err, ErrNotAcknowledged) {
+			return n, err
+		}
+		if mayHaveRun(err) {
+			giveUp = start.Add(settleWithin)
+		}
+		// Give up while an answer can still arrive in time.
+		if ctx.Err() != nil || !transient(err) || time.Until(giveUp) < retryBackoff {
+			return 0, err
 		}
 		select {
 		case <-ctx.Done():
-			return 0, lost, err
+			return 0, err
 		case <-time.After(retryBackoff):
 		}
 	}
+}
+
+// ErrNotAcknowledged says a visit was counted on the primary but fewer
+// replicas than asked confirmed it in time: a failover now could lose it,
+// so it is not acknowledged. Its id stays recorded, so the same request sent
+// again returns the same count.
+var ErrNotAcknowledged = errors.New("the visit reached too few replicas in time")
+
+// count runs the script, followed by WAIT when visits must reach replicas.
+func (c *Counter) count(ctx context.Context, keys []string) (int64, error) {
+	if c.replicas == 0 {
+		return incrOnce.Run(ctx, c.client, keys, visitTTL.Milliseconds()).Int64()
+	}
+	script := func(run func(context.Context, goredis.Scripter, []string, ...any) *goredis.Cmd) func(goredis.Pipeliner) *goredis.Cmd {
+		return func(p goredis.Pipeliner) *goredis.Cmd { return run(ctx, p, keys, visitTTL.Milliseconds()) }
+	}
+	n, err := c.thenWait(ctx, script(incrOnce.EvalSha))
+	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+		n, err = c.thenWait(ctx, script(incrOnce.Eval))
+	}
+	return n, err
+}
+
+// thenWait sends the command write adds, and WAIT right behind it on the
+// same connection (a pipeline: one round trip), since WAIT counts the
+// writes of its own connection and cannot run inside a script.
+func (c *Counter) thenWait(ctx context.Context, write func(goredis.Pipeliner) *goredis.Cmd) (int64, error) {
+	var cmd, wait *goredis.Cmd
+	_, _ = c.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		cmd = write(p)
+		// Half the timeout: the pipeline's reply must come within all of it.
+		wait = p.Do(ctx, "WAIT", c.replicas, (c.timeout / 2).Milliseconds())
+		return nil
+	})
+	n, err := cmd.Int64()
+	if err != nil {
+		return 0, err
+	}
+	// A failed WAIT leaves the visit counted: the same error paths as a
+	// lost reply of the script.
+	acked, err := wait.Int64()
+	if err != nil {
+		return 0, err
+	}
+	if acked < int64(c.replicas) {
+		return n, ErrNotAcknowledged
+	}
+	return n, nil
 }
 
 // lostReply says the connection broke after a command may have been sent: not
@@ -171,6 +241,20 @@ func lostReply(err error) bool {
 		strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe")
 }
 
+// mayHaveRun says a failed try may have run the script: its reply was lost,
+// or it was sent and no reply came in time. Not a dial, nor a wait for a
+// pooled connection: nothing was sent then.
+func mayHaveRun(err error) bool {
+	if lostReply(err) {
+		return true
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return opErr.Op != "dial" && opErr.Timeout()
+	}
+	return false
+}
+
 func timedOut(err error) bool {
 	var netErr net.Error
 	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout()
@@ -180,7 +264,11 @@ func timedOut(err error) bool {
 // failed, or Redis is starting. Wrong passwords and wrong types do not.
 func transient(err error) bool {
 	var netErr net.Error
-	return errors.As(err, &netErr) || lostReply(err) || strings.HasPrefix(err.Error(), "LOADING")
+	msg := err.Error()
+	return errors.As(err, &netErr) || lostReply(err) || strings.HasPrefix(msg, "LOADING") ||
+		// A failover: the client still talks to the old primary, now a
+		// replica, or a primary waits for its replicas to come back.
+		strings.HasPrefix(msg, "READONLY") || strings.Contains(msg, "NOREPLICAS")
 }
 
 // Ping checks that Redis answers and accepts our credentials.
@@ -212,6 +300,12 @@ func reason(err error, timeout time.Duration) string {
 		return "redis rejected the password"
 	case strings.HasPrefix(msg, "LOADING"):
 		return "redis is loading its data"
+	case errors.Is(err, ErrNotAcknowledged):
+		return "the visit is counted but no replica confirmed it in time"
+	case strings.HasPrefix(msg, "READONLY"):
+		return "redis is failing over"
+	case strings.Contains(msg, "NOREPLICAS"):
+		return "redis has too few replicas to take writes"
 	case strings.HasPrefix(msg, "WRONGTYPE"), strings.Contains(msg, "not an integer"):
 		return "the counter key does not hold a number"
 	case errors.As(err, new(*net.OpError)):

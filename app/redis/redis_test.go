@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,13 @@ import (
 	"tally/app/internal/testenv"
 	"tally/app/redis"
 )
+
+// go-redis writes each failed dial to stderr unless told otherwise, and these
+// tests stop and freeze Redis on purpose: its lines would bury the tests' own.
+func TestMain(m *testing.M) {
+	redis.SetLogger(slog.New(slog.DiscardHandler))
+	os.Exit(m.Run())
+}
 
 func newCounter(t testing.TB, addr, password string, timeout time.Duration) *redis.Counter {
 	c := redis.New(redis.Config{Addr: addr, Password: password, Key: "visits", Timeout: timeout})
@@ -197,6 +205,29 @@ func TestVisitWhoseReplyWasLostIsAnsweredOnceRedisIsBack(t *testing.T) {
 	}
 	if n, err := srv.Client.Get(t.Context(), "visits").Int64(); err != nil || n != 2 {
 		t.Errorf("visits in Redis = %d, %v; want 2: the lost reply's visit counted once", n, err)
+	}
+}
+
+// A Redis that got a visit's script and stalls before answering (a busy
+// machine, a disk that blocks its writes) may have counted it: the visit is
+// held until Redis answers and gets the count it got, not a 503.
+func TestVisitRedisStalledOnIsAnsweredOnceItAnswers(t *testing.T) {
+	srv := redistest.Start(t)
+	const timeout = 300 * time.Millisecond
+	c := newCounter(t, srv.Addr, redistest.Password, timeout)
+	if _, err := c.Increment(t.Context(), "warm-up"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Freeze()
+	stalled := 3 * timeout
+	time.AfterFunc(stalled, srv.Thaw)
+	start := time.Now()
+	n, err := c.Increment(t.Context(), "stalled-on")
+	if took := time.Since(start); err != nil || n != 2 {
+		t.Fatalf("visit Redis stalled on = %d, %v after %v; want 2 once Redis answers after %v", n, err, took, stalled)
+	}
+	if n, err := srv.Client.Get(t.Context(), "visits").Int64(); err != nil || n != 2 {
+		t.Errorf("visits in Redis = %d, %v; want 2: the stalled visit counted once", n, err)
 	}
 }
 

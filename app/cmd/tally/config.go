@@ -16,6 +16,9 @@ import (
 type config struct {
 	Port            int
 	RedisAddr       string
+	RedisSentinels  []string
+	RedisMaster     string
+	WaitReplicas    int
 	RedisPassword   string
 	RedisDB         int
 	CounterKey      string
@@ -31,11 +34,14 @@ var envVars = []struct{ name, def, help string }{
 	{"REDIS_ADDR", "localhost:6379", "Redis address, host:port"},
 	{"REDIS_HOST", "localhost", "Redis host, used with REDIS_PORT when REDIS_ADDR is unset"},
 	{"REDIS_PORT", "6379", "Redis port, used with REDIS_HOST when REDIS_ADDR is unset"},
-	{"REDIS_PASSWORD", "", "Redis password (never logged)"},
+	{"REDIS_SENTINELS", "", "Sentinel addresses, host:port,host:port,...; when set, the primary is the one they name, followed through failovers, in place of REDIS_ADDR"},
+	{"REDIS_MASTER_NAME", "tally", "the name the Sentinels monitor the primary by"},
+	{"REDIS_WAIT_REPLICAS", "", "replicas a visit must reach before /count answers 200 (WAIT); 1 with REDIS_SENTINELS, else 0"},
+	{"REDIS_PASSWORD", "", "Redis password, the Sentinels' too (never logged)"},
 	{"REDIS_PASSWORD_FILE", "", "file holding the Redis password, e.g. a Docker secret; instead of REDIS_PASSWORD"},
 	{"REDIS_DB", "0", "Redis database number (0-15)"},
 	{"COUNTER_KEY", "visits", "Redis key holding the count"},
-	{"REDIS_TIMEOUT", "300ms", "bound on one Redis command; /count answers 503 past it"},
+	{"REDIS_TIMEOUT", "300ms", "bound on one Redis command; /count answers 503 past it unless Redis may have counted the visit"},
 	{"SHUTDOWN_TIMEOUT", "10s", "time in-flight requests get to finish after SIGTERM"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"DEBUG_ADDR", "", "host:port for a listener serving /debug/pprof; off when unset; never publish it"},
@@ -75,7 +81,18 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if cfg.Port, err = listenPort(getenv); err != nil {
 		return cfg, err
 	}
-	if cfg.RedisAddr, err = redisAddr(getenv, get); err != nil {
+	if cfg.RedisSentinels, err = sentinels(getenv, get); err != nil {
+		return cfg, err
+	}
+	if cfg.RedisSentinels == nil {
+		if cfg.RedisAddr, err = redisAddr(getenv, get); err != nil {
+			return cfg, err
+		}
+	}
+	if cfg.RedisMaster = get("REDIS_MASTER_NAME"); strings.ContainsAny(cfg.RedisMaster, " \t,") {
+		return cfg, &configError{"REDIS_MASTER_NAME", cfg.RedisMaster, "a name without spaces or commas, as in Sentinel's `sentinel monitor <name>`"}
+	}
+	if cfg.WaitReplicas, err = waitReplicas(get("REDIS_WAIT_REPLICAS"), cfg.RedisSentinels != nil); err != nil {
 		return cfg, err
 	}
 	if cfg.RedisDB, err = intVar("REDIS_DB", get("REDIS_DB"), 0, 15, "a database number 0-15"); err != nil {
@@ -122,6 +139,46 @@ func redisAddr(getenv, get func(string) string) (string, error) {
 		return "", err
 	}
 	return net.JoinHostPort(get("REDIS_HOST"), strconv.Itoa(port)), nil
+}
+
+// sentinels is REDIS_SENTINELS split at commas, each a host:port; nil when
+// unset. REDIS_ADDR (or REDIS_HOST, REDIS_PORT) beside it would be ignored,
+// so it is refused: a user who set both meant one of them.
+func sentinels(getenv, get func(string) string) ([]string, error) {
+	list := get("REDIS_SENTINELS")
+	if list == "" {
+		return nil, nil
+	}
+	for _, name := range []string{"REDIS_ADDR", "REDIS_HOST", "REDIS_PORT"} {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return nil, &configError{name, v, "unset when REDIS_SENTINELS is set: the Sentinels say where the primary is"}
+		}
+	}
+	var addrs []string
+	for _, addr := range strings.Split(list, ",") {
+		addr = strings.TrimSpace(addr)
+		host, port, err := net.SplitHostPort(addr)
+		if err == nil && host != "" {
+			_, err = intVar("REDIS_SENTINELS", port, 1, 65535, "")
+		}
+		if err != nil || host == "" {
+			return nil, &configError{"REDIS_SENTINELS", list, "host:port[,host:port...] with ports 1-65535, e.g. sentinel-1:26379,sentinel-2:26379"}
+		}
+		addrs = append(addrs, addr)
+	}
+	return addrs, nil
+}
+
+// waitReplicas is REDIS_WAIT_REPLICAS, by default 1 behind Sentinels (a
+// visit acknowledged only once a failover cannot lose it) and 0 without.
+func waitReplicas(value string, sentinels bool) (int, error) {
+	if value == "" {
+		if sentinels {
+			return 1, nil
+		}
+		return 0, nil
+	}
+	return intVar("REDIS_WAIT_REPLICAS", value, 0, 16, "a number of replicas 0-16")
 }
 
 // redisPassword is REDIS_PASSWORD, or the content of REDIS_PASSWORD_FILE

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -68,8 +69,9 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	redis.SetLogger(logger)
 	counter := redis.New(redis.Config{
-		Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB,
-		Key: cfg.CounterKey, Timeout: cfg.RedisTimeout,
+		Addr: cfg.RedisAddr, Sentinels: cfg.RedisSentinels, MasterName: cfg.RedisMaster,
+		Password: cfg.RedisPassword, DB: cfg.RedisDB,
+		Key: cfg.CounterKey, Timeout: cfg.RedisTimeout, Replicas: cfg.WaitReplicas,
 	})
 	defer counter.Close()
 
@@ -84,7 +86,8 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		return err
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "version", version, "instance", instance,
-		"redis_addr", cfg.RedisAddr, "counter_key", cfg.CounterKey)
+		"redis_addr", cfg.RedisAddr, "redis_sentinels", strings.Join(cfg.RedisSentinels, ","), "redis_master_name", cfg.RedisMaster,
+		"redis_wait_replicas", cfg.WaitReplicas, "counter_key", cfg.CounterKey)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

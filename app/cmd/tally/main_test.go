@@ -214,6 +214,11 @@ func TestBadConfigExitsTwoWithOneLine(t *testing.T) {
 		{"DEBUG_ADDR=6060", "DEBUG_ADDR"},
 		{"REDIS_PASSWORD_FILE=/nonexistent/password", "REDIS_PASSWORD_FILE"},
 		{"REDIS_PASSWORD=x REDIS_PASSWORD_FILE=/etc/hostname", "REDIS_PASSWORD_FILE"},
+		{"REDIS_SENTINELS=sentinel-1", "REDIS_SENTINELS"},
+		{"REDIS_SENTINELS=sentinel-1:26379,:26379", "REDIS_SENTINELS"},
+		{"REDIS_SENTINELS=sentinel-1:26379 REDIS_ADDR=redis:6379", "REDIS_ADDR"},
+		{"REDIS_MASTER_NAME=a,b", "REDIS_MASTER_NAME"},
+		{"REDIS_WAIT_REPLICAS=-1", "REDIS_WAIT_REPLICAS"},
 	} {
 		cmd := exec.Command(bin)
 		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, strings.Fields(tc.env)...)
@@ -250,6 +255,21 @@ func TestRedisHostAndPortAlone(t *testing.T) {
 		if err != nil || cfg.RedisAddr != want {
 			t.Errorf("%q: Redis at %q (%v), want %s", env, cfg.RedisAddr, err, want)
 		}
+	}
+}
+
+// Given Sentinels, the app finds the primary through them and acknowledges
+// a visit once a replica has it, by default.
+func TestCountsThroughSentinels(t *testing.T) {
+	r := redistest.StartReplicated(t, 1)
+	url := startApp(t, "", "REDIS_SENTINELS", strings.Join(r.Sentinels, ","), "REDIS_MASTER_NAME", redistest.MasterName)
+	if code, body := get(url+"/count", "text/plain"); code != 200 || strings.TrimSpace(string(body)) != "1" {
+		t.Fatalf("/count through the Sentinels = %d %q; want 200 1", code, body)
+	}
+	r.Servers[1].Freeze()
+	defer r.Servers[1].Thaw()
+	if code, body := get(url+"/count", "text/plain"); code != 503 || !strings.Contains(string(body), "replica") {
+		t.Errorf("/count with the replica frozen = %d %q; want 503 saying no replica confirmed it", code, body)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,16 +30,17 @@ type Server struct {
 	bin    string
 	dir    string
 	port   int
+	args   []string // beyond the ones every server gets
 	cmd    *exec.Cmd
 	t      testing.TB
 }
 
 // Start runs redis-server and stops it when the test ends.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
 	bin := testenv.LookPath(t, "redis-server", "install it with: apt-get install redis-server")
 	port := testenv.FreePort(t)
-	s := &Server{Addr: testenv.Addr(port), bin: bin, dir: t.TempDir(), port: port, t: t}
+	s := &Server{Addr: testenv.Addr(port), bin: bin, dir: t.TempDir(), port: port, args: args, t: t}
 	s.Client = goredis.NewClient(&goredis.Options{Addr: s.Addr, Password: Password, MaxRetries: -1})
 	t.Cleanup(func() {
 		s.Client.Close()
@@ -54,10 +56,10 @@ func (s *Server) Start() {
 	if s.cmd != nil {
 		return
 	}
-	s.cmd = exec.Command(s.bin,
+	s.cmd = exec.Command(s.bin, append([]string{
 		"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port), "--dir", s.dir,
 		"--requirepass", Password, "--appendonly", "yes", "--appendfsync", "everysec",
-		"--save", "", "--protected-mode", "yes", "--loglevel", "warning")
+		"--save", "", "--protected-mode", "yes", "--loglevel", "warning"}, s.args...)...)
 	stderr := &strings.Builder{}
 	s.cmd.Stdout, s.cmd.Stderr = stderr, stderr
 	if err := s.cmd.Start(); err != nil {
@@ -81,6 +83,23 @@ func (s *Server) Stop() {
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
 	s.cmd = nil
+}
+
+// Freeze stops the process (SIGSTOP) as a hung host would: connections
+// stay open and nothing answers. Thaw lets it go on.
+func (s *Server) Freeze() { s.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen process.
+func (s *Server) Thaw() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.t.Helper()
+	if s.cmd == nil {
+		s.t.Fatalf("redis-server on %s is not running", s.Addr)
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("signal redis-server: %v", err)
+	}
 }
 
 // Pause makes Redis hold every write command for d, as a stalled server
