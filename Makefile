@@ -10,7 +10,7 @@ export GOTOOLCHAIN ?= auto
 # Every module in go.work, as package patterns (./app/... ./infra/...).
 PKGS := $(shell go list -m -f '{{.Dir}}/...' 2>/dev/null)
 BIN := $(CURDIR)/bin
-SCRIPTS := .ci/run scripts/rollout.sh nginx/serve.sh nginx/release.sh scripts/up.sh scripts/setup.sh offline/build.sh redis/start.sh redis/password.sh infra/pulumi.sh lab/lab.sh $(wildcard .github/scripts/*.sh)
+SCRIPTS := .ci/run scripts/rollout.sh scripts/backup.sh redis/backup.sh nginx/serve.sh nginx/release.sh scripts/up.sh scripts/setup.sh offline/build.sh redis/start.sh redis/password.sh infra/pulumi.sh lab/lab.sh $(wildcard .github/scripts/*.sh)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: help
@@ -30,9 +30,12 @@ setup: ## install what the tests need (as root, on Debian; quick when it is all 
 # time, so the suites that load a stack (the app's integration tests, the
 # end-to-end suite, the deployment test) never share the two cores with each
 # other or with the compiler: a 3,000-request burst sharing them timed out.
+# infra's deployment tests take about 45 minutes, nearly an hour on a machine
+# that first builds the lab's current engine (the workflow caches it): a
+# package may take 80 minutes.
 test: setup lint ## every test in the workspace, then govulncheck (make setup first installs what they need)
 	go test -race -count=1 -run '^$$' $(PKGS) >/dev/null
-	go test -race -count=1 -p 1 -timeout 40m $(PKGS)
+	go test -race -count=1 -p 1 -timeout 80m $(PKGS)
 	@$(MAKE) -s vuln
 
 .PHONY: lint
@@ -77,6 +80,14 @@ up: .env ## run the stack: nginx on HTTP_BIND:HTTP_PORT and HTTPS_PORT (default 
 .PHONY: down
 down: ## stop and remove the stack's containers; keeps the Redis volume
 	$(COMPOSE) down
+
+.PHONY: backup
+backup: ## a snapshot of the Compose stack's Redis (STACK=name: a Pulumi stack's, on DOCKER_HOST) into FILE (default backups/tally-<time>.rdb)
+	@FILE="$(FILE)" STACK="$(STACK)" COMPOSE="$(COMPOSE)" bash scripts/backup.sh backup
+
+.PHONY: restore
+restore: ## load FILE (a make backup snapshot) into the stack's Redis; refused when Redis holds data, unless FORCE=1
+	@FILE="$(FILE)" FORCE="$(FORCE)" STACK="$(STACK)" COMPOSE="$(COMPOSE)" bash scripts/backup.sh restore
 
 .PHONY: logs
 logs: ## follow the stack's logs

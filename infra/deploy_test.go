@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,13 +29,15 @@ import (
 // by exactly the number of visits answered 200.
 func TestDeployToLocalEngine(t *testing.T) {
 	ws := newWorkspace(t)
-	runSteps(t, newDeployment(t, ws, "t"+randomHex(3), localEngine(), testkit.FreePort(t)))
+	runSteps(t, newDeployment(t, ws, "t"+randomHex(3), localEngine(), testkit.FreePort(t)), true)
 }
 
-// TestDeployToCurrentEngine runs the same steps on a lab node whose engine
-// is the one current Docker installs run (Engine 29 and later: API 1.52+,
+// TestDeployToCurrentEngine runs the steps on a lab node whose engine is
+// the one current Docker installs run (Engine 29 and later: API 1.52+,
 // containerd 2), as lab/engine.env pins it, reached over TLS: the program
-// and the provider must work there as on this machine's own engine.
+// and the provider must work there as on this machine's own engine. It
+// leaves out the steps that only make an earlier step's engine calls again
+// (a CI run is long enough with the engine's build in it).
 func TestDeployToCurrentEngine(t *testing.T) {
 	ws := newWorkspace(t)
 	lab := testkit.Lab(t, "..", slices.Collect(maps.Values(ws.images)), "ENGINE=current")
@@ -42,33 +47,40 @@ func TestDeployToCurrentEngine(t *testing.T) {
 		t.Fatalf("the lab's engine is %q; want Docker API 1.52 or later", lab["LAB_ENGINE"])
 	}
 	_, tlsHost := labEngines(t, lab)
-	runSteps(t, newDeployment(t, ws, "c"+randomHex(3), tlsHost, 0))
+	runSteps(t, newDeployment(t, ws, "c"+randomHex(3), tlsHost, 0), false)
 }
 
 // runSteps drives d through what users do to a running stack, each step
-// starting from where the previous one left it.
-func runSteps(t *testing.T, d *deployment) {
+// starting from where the previous one left it; all=false leaves out the
+// steps marked repeat, whose engine calls an earlier step makes already.
+func runSteps(t *testing.T, d *deployment, all bool) {
 	steps := []struct {
-		name string
-		run  func(t *testing.T, d *deployment)
+		name   string
+		run    func(t *testing.T, d *deployment)
+		repeat bool
 	}{
-		{"up from empty serves through every replica", stepUp},
-		{"preview and refresh right after up show no changes", stepNoChanges},
-		{"replicas 3 to 5 under load creates exactly two", stepScale(5)},
-		{"replicas 5 to 2 under load deletes exactly three", stepScale(2)},
-		{"an app change rolls out under load with no failed request", stepAppRollout},
-		{"an nginx config change reloads nginx in place with no failed request", stepNginxConfig},
-		{"an nginx config nginx refuses fails the deploy and changes nothing", stepNginxRefusedConfig},
-		{"a new nginx image takes over the port with no failed request", stepNginxImage},
-		{"a Redis image change keeps the count", stepRedisImage},
-		{"a new Redis password reaches Redis and every replica", stepNewPassword},
-		{"a web container removed by hand comes back", stepDrift},
-		{"a certificate given serves HTTPS, plain HTTP redirecting there", stepHTTPSGiven},
-		{"a new certificate reloads nginx in place under load over HTTPS", stepNewCertificate},
-		{"destroy keeps the Redis volume", stepDestroyKeepsData},
-		{"destroy with retainData=false removes it", stepDestroyRemovesData},
+		{"up from empty serves through every replica", stepUp, false},
+		{"preview and refresh right after up show no changes", stepNoChanges, false},
+		{"replicas 3 to 5 under load creates exactly two", stepScale(5), false},
+		{"replicas 5 to 2 under load deletes exactly three", stepScale(2), false},
+		{"an app change rolls out under load with no failed request", stepAppRollout, false},
+		{"an nginx config change reloads nginx in place with no failed request", stepNginxConfig, false},
+		{"an nginx config nginx refuses fails the deploy and changes nothing", stepNginxRefusedConfig, true},
+		{"a new nginx image takes over the port with no failed request", stepNginxImage, false},
+		{"a Redis image change keeps the count", stepRedisImage, false},
+		{"a new Redis password reaches Redis and every replica", stepNewPassword, true},
+		{"a web container removed by hand comes back", stepDrift, false},
+		{"a certificate given serves HTTPS, plain HTTP redirecting there", stepHTTPSGiven, false},
+		{"a new certificate reloads nginx in place under load over HTTPS", stepNewCertificate, true},
+		{"destroy keeps the Redis volume", stepDestroyKeepsData, false},
+		{"destroy with retainData=false removes it", stepDestroyRemovesData, false},
+		// The same script on every target: the local engine proves it.
+		{"a backup restored into a new stack continues the count", stepBackupRestored, true},
 	}
 	for _, s := range steps {
+		if s.repeat && !all {
+			continue
+		}
 		if !t.Run(s.name, func(t *testing.T) { d.t = t; s.run(t, d) }) {
 			t.Fatalf("stopping: step %q failed", s.name)
 		}
@@ -280,6 +292,39 @@ func stepDestroyKeepsData(t *testing.T, d *deployment) {
 	}
 	if err := d.engine.docker("volume", "inspect", "tally-"+d.name+"-secrets").Run(); err == nil {
 		t.Errorf("the volume holding the password is left after destroy")
+	}
+}
+
+// stepBackupRestored takes a backup with make backup's script, destroys the
+// stack with its data, and restores the backup into a new one.
+func stepBackupRestored(t *testing.T, d *deployment) {
+	d.up() // retainData=false, from the step before
+	n := d.counter()
+	file := filepath.Join(t.TempDir(), "tally.rdb")
+	d.backupScript("backup", file)
+	d.destroy()
+	if err := d.engine.docker("volume", "inspect", d.volume()).Run(); err == nil {
+		t.Fatalf("the Redis volume %s is still there after destroy with retainData=false", d.volume())
+	}
+	d.up()
+	d.backupScript("restore", file)
+	if got := d.counter(); got != n+1 {
+		t.Errorf("after the backup of count %d was restored into a new stack, /count = %d; want %d", n, got, n+1)
+	}
+	d.destroy()
+}
+
+// backupScript runs the checkout's scripts/backup.sh (make backup, make
+// restore) on the stack's engine.
+func (d *deployment) backupScript(verb, file string) {
+	d.t.Helper()
+	cmd := exec.Command("bash", filepath.Join("..", "scripts", "backup.sh"), verb)
+	cmd.Env = append(os.Environ(), "FILE="+file, "STACK="+d.name)
+	if len(d.engine.flags) == 2 && d.engine.flags[0] == "-H" {
+		cmd.Env = append(cmd.Env, "DOCKER_HOST="+d.engine.flags[1])
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		d.t.Fatalf("scripts/backup.sh %s: %v\n%s", verb, err, out)
 	}
 }
 

@@ -50,6 +50,9 @@ func (e engine) docker(args ...string) *exec.Cmd {
 	return exec.Command("docker", slices.Concat(e.flags, args)...)
 }
 
+// testPassphrase encrypts the secrets of the tests' stacks.
+const testPassphrase = "deployment-test"
+
 // workspace is a copy of the repository (so steps can change the app and
 // nginx's config) with the program compiled once, and a file backend of
 // its own; its stacks share both, as stacks of one checkout do.
@@ -83,7 +86,7 @@ func newWorkspace(t *testing.T) *workspace {
 func (w *workspace) stack(t *testing.T, name string, e engine, port int) *auto.Stack {
 	stack, err := auto.UpsertStackLocalSource(w.ctx, name, filepath.Join(w.root, "infra"), auto.EnvVars(map[string]string{
 		"PULUMI_BACKEND_URL":       "file://" + w.backend,
-		"PULUMI_CONFIG_PASSPHRASE": "deployment-test",
+		"PULUMI_CONFIG_PASSPHRASE": testPassphrase,
 		"PULUMI_SKIP_UPDATE_CHECK": "true",
 	}))
 	if err != nil {
