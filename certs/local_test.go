@@ -1,10 +1,12 @@
 package certs
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -83,4 +85,54 @@ func TestEnsureLocal(t *testing.T) {
 			t.Error("no hosts: want an error")
 		}
 	})
+}
+
+func TestUseGiven(t *testing.T) {
+	now := time.Now()
+	made := t.TempDir()
+	if _, err := EnsureLocal(made, t.TempDir(), LocalHosts, now); err != nil {
+		t.Fatal(err)
+	}
+	chain, key := read(t, made, CertFile), read(t, made, KeyFile)
+	other := t.TempDir()
+	if _, err := EnsureLocal(other, t.TempDir(), LocalHosts, now); err != nil {
+		t.Fatal(err)
+	}
+
+	dir, caDir := t.TempDir(), t.TempDir()
+	if _, err := EnsureLocal(dir, caDir, LocalHosts, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name       string
+		chain, key []byte
+		at         time.Time
+		want       string
+	}{
+		{"another certificate's key", chain, read(t, other, KeyFile), now, "private key does not match"},
+		{"not PEM", []byte("nope"), key, now, "the given certificate and key"},
+		{"expired", chain, key, now.Add(2 * leafLifetime), "expired"},
+		{"not yet valid", chain, key, now.Add(-2 * time.Hour), "not valid until"},
+	} {
+		if _, err := UseGiven(dir, c.chain, c.key, c.at); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v; want an error saying %q", c.name, err, c.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, CAFile)); err != nil {
+		t.Error("a refused pair took the local CA's certificate away")
+	}
+	if _, err := UseGiven(dir, chain, key, now); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(read(t, dir, CertFile), chain) || !bytes.Equal(read(t, dir, KeyFile), key) {
+		t.Error("the given pair is not what is served")
+	}
+	if _, err := os.Stat(filepath.Join(dir, CAFile)); err == nil {
+		t.Error("the local CA's certificate is still offered beside a given one")
+	}
+	// Back to the local CA: a certificate of its own again.
+	l, err := EnsureLocal(dir, caDir, LocalHosts, now)
+	if err != nil || !l.Issued {
+		t.Errorf("after a given certificate, the local CA issued %v (%v); want a new one", l.Issued, err)
+	}
 }

@@ -108,14 +108,21 @@ func (p *project) foreground(port, replicas int, args ...string) {
 	cmd := p.command(args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	// Compose v1's bootloader leaves a child holding the output open when
+	// it is killed: Wait stops waiting for it.
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// Closed once the command has exited and its output is all written.
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	seen := map[string]bool{}
-	serving := testkit.WaitUntil(5*time.Minute, func() bool {
+	// A first build with Compose v1's classic builder (no build cache
+	// mounts: every module downloaded, both binaries compiled) took over
+	// five minutes on 2 cores.
+	serving := testkit.WaitUntil(10*time.Minute, func() bool {
 		select {
 		case <-exited:
 			return true
@@ -128,6 +135,7 @@ func (p *project) foreground(port, replicas int, args ...string) {
 	})
 	if !serving || len(seen) != replicas {
 		_ = cmd.Process.Kill()
+		<-exited
 		p.t.Fatalf("%s: %s served from %d replicas, want %d; it said:\n%s", strings.Join(args, " "), url, len(seen), replicas, lastLines(out.String(), 30))
 	}
 	_ = cmd.Process.Signal(syscall.SIGINT)

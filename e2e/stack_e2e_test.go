@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net"
+	"net/http"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -67,6 +68,24 @@ func TestStack(t *testing.T) {
 		// internet's side, could sign for localhost with it.
 		if out := s.compose("exec", "-T", "nginx", "ls", "/etc/nginx/tally/tls/"); strings.Contains(out, "ca-key") {
 			t.Errorf("nginx can see the CA's key:\n%s", out)
+		}
+	})
+
+	t.Run("a replica is told how the request came: X-Forwarded-Proto, the client, the request id", func(t *testing.T) {
+		client := testkit.TLSClient(s.localCA())
+		stop := s.echoReplica()
+		defer stop()
+		for _, c := range []struct {
+			url, proto string
+			client     *http.Client
+		}{{s.tlsURL("/"), "https", client}, {s.url("/"), "http", testkit.Client}} {
+			got := s.echoed(c.client, c.url)
+			if want := "proto=" + c.proto + " "; !strings.HasPrefix(got, want) {
+				t.Errorf("through %s a replica got %q; want %q first", c.url, got, want)
+			}
+			if !strings.Contains(got, " id=") || strings.Contains(got, " id= ") {
+				t.Errorf("through %s a replica got no request id: %q", c.url, got)
+			}
 		}
 	})
 

@@ -5,7 +5,9 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"tally/testkit"
 )
@@ -48,7 +51,7 @@ func requireDocker(t *testing.T) {
 	}
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T, env ...string) *stack {
 	t.Helper()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
@@ -62,12 +65,15 @@ func newStack(t *testing.T) *stack {
 	if err := os.WriteFile(secret, []byte(s.password+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env := fmt.Sprintf("REDIS_PASSWORD_SECRET=%s\nHTTP_PORT=%d\nHTTPS_PORT=%d\nVERSION=e2e\n", secret, s.port, s.tlsPort)
+	settings := fmt.Sprintf("REDIS_PASSWORD_SECRET=%s\nHTTP_PORT=%d\nHTTPS_PORT=%d\nVERSION=e2e\n", secret, s.port, s.tlsPort)
 	for k, v := range testkit.Images(t, repoRoot()) {
-		env += k + "=" + v + "\n"
+		settings += k + "=" + v + "\n"
+	}
+	for _, kv := range env {
+		settings += kv + "\n"
 	}
 	s.envFile = filepath.Join(t.TempDir(), "e2e.env")
-	if err := os.WriteFile(s.envFile, []byte(env), 0o600); err != nil {
+	if err := os.WriteFile(s.envFile, []byte(settings), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -110,12 +116,18 @@ func (s *stack) up(n int) {
 // rollout runs scripts/rollout.sh (make rollout) on the stack, with env.
 func (s *stack) rollout(env ...string) {
 	s.t.Helper()
-	cmd := exec.Command("bash", filepath.Join(s.root, "scripts", "rollout.sh"))
-	cmd.Env = append(append(os.Environ(), "COMPOSE=docker compose -p "+s.project+" --project-directory "+s.root+
-		" -f "+filepath.Join(s.root, "docker-compose.yml")+" --env-file "+s.envFile), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := s.script("rollout.sh", nil, env...); err != nil {
 		s.t.Fatalf("rollout %v: %v\n%s", env, err, out)
 	}
+}
+
+// script runs one of scripts/, as make runs it, on this stack.
+func (s *stack) script(name string, args []string, env ...string) (string, error) {
+	cmd := exec.Command("bash", append([]string{filepath.Join(s.root, "scripts", name)}, args...)...)
+	cmd.Env = append(append(os.Environ(), "COMPOSE=docker compose -p "+s.project+" --project-directory "+s.root+
+		" -f "+filepath.Join(s.root, "docker-compose.yml")+" --env-file "+s.envFile), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // containers lists the running containers of a service.
@@ -198,4 +210,74 @@ func (s *stack) localCA() *x509.CertPool {
 		s.t.Fatalf("the certs service's ca.pem holds no certificate:\n%s", b)
 	}
 	return pool
+}
+
+// echoConf is an nginx that answers with the headers the edge sets for a
+// replica (nginx/routes.conf).
+const echoConf = `pid /tmp/echo.pid;
+error_log stderr;
+events {}
+http {
+    access_log off;
+    client_body_temp_path /tmp/body;
+    proxy_temp_path /tmp/proxy;
+    fastcgi_temp_path /tmp/fastcgi;
+    uwsgi_temp_path /tmp/uwsgi;
+    scgi_temp_path /tmp/scgi;
+    server {
+        listen 8080;
+        location / {
+            default_type text/plain;
+            return 200 "proto=$http_x_forwarded_proto for=$http_x_forwarded_for id=$http_x_request_id\n";
+        }
+    }
+}
+`
+
+// echoReplica runs, beside the replicas, a container that answers as
+// "web" on the stack's frontend network with what it was sent (echoConf):
+// what any replica receives. It returns what removes it again.
+func (s *stack) echoReplica() (stop func()) {
+	s.t.Helper()
+	image := testkit.Images(s.t, s.root)["NGINX_IMAGE"]
+	out, err := exec.Command("docker", "run", "-d", "--network", s.project+"_frontend", "--network-alias", "web",
+		"--user", "101:101", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--memory", "32m",
+		"-e", "ECHO_CONF="+echoConf, "--entrypoint", "sh", image, "-c", `printf '%s' "$ECHO_CONF" >/tmp/echo.conf && exec nginx -c /tmp/echo.conf -g 'daemon off;'`).CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("the echo replica: %v\n%s", err, out)
+	}
+	id := strings.TrimSpace(string(out))
+	stop = func() {
+		_ = exec.Command("docker", "rm", "-f", id).Run()
+		// nginx resolves "web" every second; until then a request to the
+		// gone address is tried again on a replica.
+		time.Sleep(2 * time.Second)
+	}
+	time.Sleep(time.Second)
+	if state, _ := exec.Command("docker", "inspect", "-f", "{{.State.Running}}", id).Output(); strings.TrimSpace(string(state)) != "true" {
+		logs, _ := exec.Command("docker", "logs", id).CombinedOutput()
+		stop()
+		s.t.Fatalf("the echo replica is not running:\n%s", logs)
+	}
+	return stop
+}
+
+// echoed is what the echo replica answered for url, once nginx sends a
+// request there (nginx resolves "web" again every second and balances).
+func (s *stack) echoed(client *http.Client, url string) string {
+	s.t.Helper()
+	var got string
+	if !testkit.WaitUntil(30*time.Second, func() bool {
+		resp, err := client.Get(url)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		got = string(b)
+		return strings.HasPrefix(got, "proto=")
+	}) {
+		s.t.Fatalf("no request through %s reached the echo replica in 30 s (last answer %q)", url, got)
+	}
+	return strings.TrimSpace(got)
 }

@@ -55,6 +55,16 @@ if ((${#fallback[@]})); then
 	done < <(bash offline/build.sh)
 fi
 
+# A certificate of your own: both files, readable.
+cert_file=$(setting TLS_CERT_FILE "")
+key_file=$(setting TLS_KEY_FILE "")
+if [ -n "$cert_file$key_file" ]; then
+	if [ -z "$cert_file" ] || [ -z "$key_file" ]; then fail "TLS_CERT_FILE and TLS_KEY_FILE: set both, the certificate (its chain) and its key, or neither for the local CA's"; fi
+	for f in "$cert_file" "$key_file"; do
+		if [ ! -f "$f" ] || [ ! -r "$f" ]; then fail "$f (TLS_CERT_FILE/TLS_KEY_FILE) is not a readable file"; fi
+	done
+fi
+
 # The ports: free, or already this stack's own nginx (make up again).
 bind=$(setting HTTP_BIND 127.0.0.1)
 port=$(setting HTTP_PORT 5002)
@@ -70,6 +80,10 @@ done
 
 "${compose[@]}" up -d --build --wait --scale "web=${REPLICAS:-3}"
 
+if [ -n "$cert_file" ]; then
+	echo "tally is up: http://localhost:$port/ and https://localhost:$tls_port/ (HTTPS with your certificate, TLS_CERT_FILE)"
+	exit 0
+fi
 # The local CA's certificate, for clients to trust (certs/: the CA may sign
 # for this machine's local names only).
 ca=tally-local-ca.pem
