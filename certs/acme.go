@@ -130,7 +130,7 @@ func (a *ACME) Once(ctx context.Context) (time.Time, error) {
 	if _, err := tls.X509KeyPair(res.Certificate, res.PrivateKey); err != nil {
 		return time.Time{}, fmt.Errorf("the ACME server's certificate for %s does not go with its key: %w", a.Domain, err)
 	}
-	if err := a.writePair(res.Certificate, res.PrivateKey); err != nil {
+	if err := writePair(a.Dir, res.Certificate, res.PrivateKey); err != nil {
 		return time.Time{}, err
 	}
 	cert, err := readCert(filepath.Join(a.Dir, CertFile))
@@ -154,7 +154,7 @@ func (a *ACME) obtain(ctx context.Context) (*certificate.Resource, error) {
 // still valid (not the placeholder, not for a domain the config no longer
 // names).
 func (a *ACME) issued(cert *x509.Certificate, now time.Time) bool {
-	return cert.Subject.CommonName != placeholderCN && slices.Contains(cert.DNSNames, a.Domain) && now.Before(cert.NotAfter)
+	return !isPlaceholder(cert) && slices.Contains(cert.DNSNames, a.Domain) && now.Before(cert.NotAfter)
 }
 
 // renewAt is when cert is due: when a third of its life is left, or
@@ -238,8 +238,10 @@ func (a *ACME) accountKey() (crypto.Signer, error) {
 // Placeholder writes a self-signed certificate for the domain when
 // there is no certificate at all: the edge starts with it (HTTPS answers,
 // untrusted) and carries the first challenge over plain HTTP.
-func (a *ACME) Placeholder() error {
-	if _, err := readCert(filepath.Join(a.Dir, CertFile)); err == nil {
+func (a *ACME) Placeholder() error { return placeholder(a.Dir, a.Domain, a.Now(), a.Log) }
+
+func placeholder(dir, domain string, now time.Time, log *slog.Logger) error {
+	if _, err := readCert(filepath.Join(dir, CertFile)); err == nil {
 		return nil
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -248,8 +250,7 @@ func (a *ACME) Placeholder() error {
 	}
 	// A server certificate as a local run's, but self-signed, short-lived
 	// and named for what it is.
-	now := a.Now()
-	tmpl, err := signLeafTemplate([]string{a.Domain}, now)
+	tmpl, err := signLeafTemplate([]string{domain}, now)
 	if err != nil {
 		return err
 	}
@@ -263,21 +264,21 @@ func (a *ACME) Placeholder() error {
 	if err != nil {
 		return err
 	}
-	a.Log.Info("acme: serving a self-signed placeholder until the ACME server's certificate comes", "domain", a.Domain)
-	return a.writePair(pemBlock("CERTIFICATE", der), pemBlock("PRIVATE KEY", keyDER))
+	log.Info("certs: serving a self-signed placeholder until the ACME server's certificate comes", "domain", domain)
+	return writePair(dir, pemBlock("CERTIFICATE", der), pemBlock("PRIVATE KEY", keyDER))
 }
 
 // writePair replaces the served pair, the key first: an nginx reloading
 // between the two writes finds the new key with the old certificate only
 // for a moment, and its check (nginx -t) refuses that pair.
-func (a *ACME) writePair(chain, key []byte) error {
+func writePair(dir string, chain, key []byte) error {
 	if block, _ := pem.Decode(chain); block == nil {
 		return errors.New("no certificate to write")
 	}
-	if err := writeFile(a.Dir, KeyFile, key, 0o600); err != nil {
+	if err := writeFile(dir, KeyFile, key, 0o600); err != nil {
 		return err
 	}
-	return writeFile(a.Dir, CertFile, chain, 0o644)
+	return writeFile(dir, CertFile, chain, 0o644)
 }
 
 // account is the ACME account as lego asks for it.

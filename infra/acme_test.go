@@ -18,6 +18,8 @@ import (
 // DNS (challtestsrv) answers it, and every name, with 127.0.0.1.
 const acmeDomain = "tally.test"
 
+const certsRole = "certs"
+
 // TestACMEOnLocalEngine deploys a stack with tally:domain against pebble,
 // Let's Encrypt's test ACME server, on this machine: the first
 // certificate comes by HTTP-01 through the stack's own port; a short-lived
@@ -112,18 +114,22 @@ func (d *deployment) pebbleRoots(p *testkit.Pebble) *x509.CertPool {
 }
 
 // expectACMECertificate waits up to within for nginx to serve a
-// certificate for the domain that pebble signed, other than old, and
-// returns it.
-func (d *deployment) expectACMECertificate(p *testkit.Pebble, old *x509.Certificate, within time.Duration) *x509.Certificate {
+// certificate for the domain that pebble signed, other than old, at each
+// of addrs (127.0.0.1 if none), and returns it.
+func (d *deployment) expectACMECertificate(p *testkit.Pebble, old *x509.Certificate, within time.Duration, addrs ...string) *x509.Certificate {
 	d.t.Helper()
+	if len(addrs) == 0 {
+		addrs = []string{"127.0.0.1"}
+	}
 	roots := d.pebbleRoots(p)
 	var got *x509.Certificate
 	var verr error
 	// On every connection: for a moment after a reload an old worker may
 	// still answer one.
 	ok := testkit.WaitUntil(within, func() bool {
-		for range 5 {
-			c, err := tls.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(d.tlsPort)), &tls.Config{ServerName: acmeDomain, InsecureSkipVerify: true}) //nolint:gosec // verified below, against pebble's root
+		var first *x509.Certificate
+		for i := range 5 * len(addrs) {
+			c, err := tls.Dial("tcp", net.JoinHostPort(addrs[i%len(addrs)], strconv.Itoa(d.tlsPort)), &tls.Config{ServerName: acmeDomain, InsecureSkipVerify: true}) //nolint:gosec // verified below, against pebble's root
 			if err != nil {
 				verr = err
 				return false
@@ -138,18 +144,27 @@ func (d *deployment) expectACMECertificate(p *testkit.Pebble, old *x509.Certific
 			if _, verr = got.Verify(x509.VerifyOptions{DNSName: acmeDomain, Roots: roots, Intermediates: inter}); verr != nil || (old != nil && got.Equal(old)) {
 				return false
 			}
+			// Every address, the same certificate.
+			if first == nil {
+				first = got
+			} else if !got.Equal(first) {
+				verr = fmt.Errorf("%s serves serial %x, another address %x", addrs[i%len(addrs)], got.SerialNumber, first.SerialNumber)
+				return false
+			}
 		}
 		return true
 	})
 	if !ok {
-		d.t.Fatalf("nginx serves no new certificate from pebble for %s within %v (last: %v, %v)\ncerts service:\n%s", acmeDomain, within, subjectOf(got), verr, d.certsLog())
+		d.t.Fatalf("nginx serves no new certificate from pebble for %s at %v within %v (last: %v, %v)\ncerts service:\n%s", acmeDomain, addrs, within, subjectOf(got), verr, d.certsLog())
 	}
 	return got
 }
 
-func (d *deployment) servedCertificate() *x509.Certificate {
+func (d *deployment) servedCertificate() *x509.Certificate { return d.servedCertificateAt("127.0.0.1") }
+
+func (d *deployment) servedCertificateAt(host string) *x509.Certificate {
 	d.t.Helper()
-	c, err := tls.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(d.tlsPort)), &tls.Config{ServerName: acmeDomain, InsecureSkipVerify: true}) //nolint:gosec // compared, not trusted
+	c, err := tls.Dial("tcp", net.JoinHostPort(host, strconv.Itoa(d.tlsPort)), &tls.Config{ServerName: acmeDomain, InsecureSkipVerify: true}) //nolint:gosec // compared, not trusted
 	if err != nil {
 		d.t.Fatal(err)
 	}
@@ -159,8 +174,16 @@ func (d *deployment) servedCertificate() *x509.Certificate {
 
 // certsLog is the last lines the certs service wrote.
 func (d *deployment) certsLog() string {
-	out, _ := d.engine.docker("logs", "--tail", "30", "tally-"+d.name+"-certs").CombinedOutput()
-	return string(out)
+	if d.engine.config["tally:target"].Value != "swarm" {
+		out, _ := d.engine.docker("logs", "--tail", "30", d.serviceName(certsRole)).CombinedOutput()
+		return string(out)
+	}
+	var logs []byte
+	for _, svc := range []string{certsRole, certsRole + "-copy"} {
+		out, _ := d.engine.docker("service", "logs", "--tail", "30", d.serviceName(svc)).CombinedOutput()
+		logs = append(logs, out...)
+	}
+	return string(logs)
 }
 
 func subjectOf(c *x509.Certificate) string {

@@ -13,7 +13,8 @@
 # Each engine is a dockerd in network, mount and UTS namespaces of its own
 # (unshare), with its own data root, exec root, socket, containerd namespace
 # and cgroup parent, on the bridge tallylab0 at 10.87.0.(10+N); the host is
-# 10.87.0.1. Node 1 serves its Docker API over SSH (key only, a generated
+# 10.87.0.1 (LAB_HOST: what runs on this machine for the lab, as the
+# registry and the tests' ACME server, listens there). Node 1 serves its Docker API over SSH (key only, a generated
 # key and known_hosts), node 2 over TCP with TLS (a generated CA; clients
 # without its certificate are refused); every node also has a Unix socket
 # for this machine's root. Images named in LAB_IMAGES (default: the images
@@ -304,6 +305,7 @@ up() {
 	for n in $(seq 1 "$NODES"); do addrs+=("$(addr "$n")"); done
 	cat <<EOF
 LAB_ADDRS=${addrs[*]}
+LAB_HOST=$NET.1
 LAB_SOCKETS=$(for n in $(seq 1 "$NODES"); do printf 'unix://%s ' "$(sock "$n")"; done | sed 's/ $//')
 LAB_SSH_HOST=ssh://$USER_NAME@$(addr 1)
 LAB_SSH_OPTS=-i $DIR/ssh/id_ed25519 -o UserKnownHostsFile=$DIR/ssh/known_hosts -o StrictHostKeyChecking=yes

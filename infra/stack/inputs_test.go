@@ -55,11 +55,16 @@ type serviceInputs struct {
 		ContainerSpec struct {
 			Image, User string
 			Commands    []string
+			Args        []string
+			Labels      []struct{ Label, Value string }
 			ReadOnly    bool
 			CapDrops    []string
 			Healthcheck *healthInputs
 			Secrets     []struct{ SecretId, FileName string }
-			Mounts      []struct{ Type, Source, Target string }
+			Mounts      []struct {
+				Type, Source, Target string
+				ReadOnly             bool
+			}
 		}
 		Resources struct {
 			Limits struct{ MemoryBytes, NanoCpus int }

@@ -18,6 +18,7 @@ type recorded struct {
 	deleteBefore    bool
 	deleteBeforeSet bool
 	dependsOn       []string
+	ignoreChanges   []string
 }
 
 // mocks stands in for the Pulumi engine and the docker provider, for fast
@@ -44,6 +45,7 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		r.deleteBefore = rpc.GetDeleteBeforeReplace()
 		r.deleteBeforeSet = rpc.GetDeleteBeforeReplaceDefined()
 		r.dependsOn = rpc.GetDependencies()
+		r.ignoreChanges = rpc.GetIgnoreChanges()
 	}
 	m.mu.Lock()
 	m.resources = append(m.resources, r)

@@ -46,6 +46,7 @@ type service struct {
 	stopSignal string   // "" is SIGTERM
 	stopGrace  int      // seconds from the stop signal to SIGKILL
 	password   bool     // reads the Redis password at passwordPath
+	shareKey   bool     // reads the key sealing the certificate between certs and its copies, at shareKeyPath (a swarm)
 	dataDir    string   // where its data volume is mounted; "" for none
 	readsData  string   // a service before it whose data volume it mounts read-only, at that service's dataDir
 	reloads    *reloads // config it takes in place, without a new instance
@@ -139,6 +140,7 @@ const (
 	redisRole = "redis"
 	nginxRole = "nginx"
 	certsRole = "certs"
+	copyRole  = "certs-copy" // the certificate on each edge node of a swarm
 )
 
 // Ports inside the containers; the same as in docker-compose.yml (nginx's
@@ -174,6 +176,7 @@ const (
 const (
 	secretsDir   = "/run/secrets"
 	passwordPath = secretsDir + "/redis_password"
+	shareKeyPath = secretsDir + "/certs_share_key"
 )
 
 // Health checks, the same as docker-compose.yml's.
@@ -235,14 +238,14 @@ func services(cfg Config, files Files) []service {
 		password:  true,
 		networks:  []attachment{{frontend, webAlias}, {backend, ""}},
 	}}
-	if certs, ok := certsService(cfg); ok {
-		svcs = append(svcs, certs)
-	}
-	return append(svcs, edgeService(cfg, files))
+	certs := certsServices(cfg)
+	svcs = append(svcs, certs...)
+	return append(svcs, edgeService(cfg, files, certs))
 }
 
-// edgeService is nginx: the edge, on every manager of a swarm.
-func edgeService(cfg Config, files Files) service {
+// edgeService is nginx: the edge, on every manager of a swarm; certs are
+// the services that keep its certificate by ACME, if any.
+func edgeService(cfg Config, files Files, certs []service) service {
 	edge := service{
 		role:  nginxRole,
 		image: image{ref: cfg.NginxImage, pin: true},
@@ -271,12 +274,14 @@ func edgeService(cfg Config, files Files) service {
 		// nothing here depends on their number: scaling leaves it be.
 		networks: []attachment{{frontend, ""}},
 	}
-	if cfg.Domain != "" {
-		// The certificate the certs service keeps, read where it writes it,
-		// and followed: nginx reloads when it changes.
-		edge.readsData = certsRole
-		edge.waitsFor = append(edge.waitsFor, certsRole)
-		edge.env = append(edge.env, "TALLY_TLS_CERT="+acmeDir+"/cert.pem")
+	if len(certs) > 0 {
+		// The certificate by ACME, read where the last of the certs
+		// services writes it on nginx's node, and followed: nginx reloads
+		// when it changes.
+		source := certs[len(certs)-1]
+		edge.readsData = source.role
+		edge.waitsFor = append(edge.waitsFor, source.role)
+		edge.env = append(edge.env, "TALLY_TLS_CERT="+source.dataDir+"/cert.pem")
 	}
 	return edge
 }

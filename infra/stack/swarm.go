@@ -1,7 +1,9 @@
 package stack
 
 import (
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"slices"
@@ -40,9 +42,9 @@ func NewSwarm(ctx *pulumi.Context, name string, cfg Config, files Files, svcs []
 	// A Swarm secret cannot change, so a new password is a new secret: no
 	// Name, and Pulumi names it with a random suffix, creating the new one
 	// before the services move to it and deleting the old one after.
-	var secret *docker.Secret
+	var secrets swarmSecrets
 	if slices.ContainsFunc(svcs, func(svc service) bool { return svc.password }) {
-		secret, err = docker.NewSecret(ctx, n.of("redis-password"), &docker.SecretArgs{
+		secrets.password, err = docker.NewSecret(ctx, n.of("redis-password"), &docker.SecretArgs{
 			Data:   pulumi.ToSecret(pulumi.String(base64.StdEncoding.EncodeToString([]byte(cfg.RedisPassword)))).(pulumi.StringOutput),
 			Labels: secretLabels(n.labels("redis-password")),
 		}, append(on, pulumi.DeleteBeforeReplace(false))...)
@@ -50,19 +52,32 @@ func NewSwarm(ctx *pulumi.Context, name string, cfg Config, files Files, svcs []
 			return nil, err
 		}
 	}
+	if slices.ContainsFunc(svcs, func(svc service) bool { return svc.shareKey }) {
+		if secrets.shareKey, err = newShareKey(ctx, n, on); err != nil {
+			return nil, err
+		}
+	}
 
 	declared := map[string][]*docker.Service{}
 	serviceNames := pulumi.StringMap{}
+	built := map[string]pulumi.StringInput{} // by Dockerfile target: the certs services share one
 	for _, svc := range svcs {
-		image, err := swarmImage(ctx, n, svc, cfg, files, on)
-		if err != nil {
-			return nil, err
+		image, ok := built[svc.image.target]
+		if !ok || !svc.image.build {
+			if image, err = swarmImage(ctx, n, svc, cfg, files, on); err != nil {
+				return nil, err
+			}
+		}
+		if svc.image.build {
+			built[svc.image.target] = image
 		}
 		opts := append(slices.Clone(on), waitedFor(svc, declared))
-		args := serviceArgs(n, svc, image, nets, secret)
+		args := serviceArgs(n, svc, image, nets, secrets)
+		readData(n, svcs, svc, args)
 		if svc.reloads != nil {
 			writer := releaseService(svc)
-			wargs := serviceArgs(n, writer, image, nets, secret)
+			wargs := serviceArgs(n, writer, image, nets, secrets)
+			readData(n, svcs, writer, wargs)
 			if err := releaseSecrets(ctx, n, writer.role, svc.reloads, wargs, on); err != nil {
 				return nil, err
 			}
@@ -70,7 +85,7 @@ func NewSwarm(ctx *pulumi.Context, name string, cfg Config, files Files, svcs []
 			if err != nil {
 				return nil, err
 			}
-			readReleases(args, n.dataVolume(writer))
+			mountVolume(args, n.dataVolume(writer), releases)
 			opts = append(opts, pulumi.DependsOn([]pulumi.Resource{w}))
 		}
 		service, err := docker.NewService(ctx, n.of(svc.role), args, opts...)
@@ -125,14 +140,15 @@ func pinned(ctx *pulumi.Context, name, image string, on []pulumi.ResourceOption)
 
 // serviceArgs is svc as a Swarm service, hardened as the containers of the
 // docker target are (containerArgs) but for no-new-privileges, which the
-// provider (v4.10.0) has no setting for on a service. secret, when svc
-// reads the password, is mounted at passwordPath.
+// provider (v4.10.0) has no setting for on a service. The password, when svc
+// reads the password, is mounted at passwordPath (and the share key at
+// shareKeyPath).
 //
 // Durations are written as the provider reads them back ("10s", not
 // "10000ms"), networks by ID, and every setting the daemon would otherwise
 // fill in is set: anything read back that differs from the program is a
 // diff on every up.
-func serviceArgs(n names, svc service, image pulumi.StringInput, nets map[string]*docker.Network, secret *docker.Secret) *docker.ServiceArgs {
+func serviceArgs(n names, svc service, image pulumi.StringInput, nets map[string]*docker.Network, secrets swarmSecrets) *docker.ServiceArgs {
 	// A writable /tmp in memory, bounded by the memory limit: the provider
 	// panics on any tmpfs option (v4.10.0 reads their numbers as int64).
 	// Redis' data on a volume of the node it is placed on, which Swarm
@@ -164,7 +180,7 @@ func serviceArgs(n names, svc service, image pulumi.StringInput, nets map[string
 			StartPeriod: pulumi.String(healthStartPeriod),
 		},
 		StopGracePeriod: pulumi.String(fmt.Sprintf("%ds", svc.stopGrace)),
-		Labels:          serviceContainerLabels(n.labels(svc.role)),
+		Labels:          serviceContainerLabels(taskLabels(n, svc)),
 	}
 	if svc.user != "" {
 		spec.User = pulumi.String(svc.user)
@@ -178,11 +194,21 @@ func serviceArgs(n names, svc service, image pulumi.StringInput, nets map[string
 	if svc.stopSignal != "" {
 		spec.StopSignal = pulumi.String(svc.stopSignal)
 	}
-	if svc.password {
-		spec.Secrets = docker.ServiceTaskSpecContainerSpecSecretArray{docker.ServiceTaskSpecContainerSpecSecretArgs{
-			SecretId: secret.ID(), SecretName: secret.Name, FileName: pulumi.String(passwordPath),
-			FileUid: pulumi.String("0"), FileGid: pulumi.String("0"), FileMode: pulumi.Int(0o444),
-		}}
+	var mounted docker.ServiceTaskSpecContainerSpecSecretArray
+	for _, m := range []struct {
+		reads  bool
+		secret *docker.Secret
+		path   string
+	}{{svc.password, secrets.password, passwordPath}, {svc.shareKey, secrets.shareKey, shareKeyPath}} {
+		if m.reads {
+			mounted = append(mounted, docker.ServiceTaskSpecContainerSpecSecretArgs{
+				SecretId: m.secret.ID(), SecretName: m.secret.Name, FileName: pulumi.String(m.path),
+				FileUid: pulumi.String("0"), FileGid: pulumi.String("0"), FileMode: pulumi.Int(0o444),
+			})
+		}
+	}
+	if mounted != nil {
+		spec.Secrets = mounted
 	}
 	var attach docker.ServiceTaskSpecNetworksAdvancedArray
 	for _, a := range svc.networks {
@@ -245,6 +271,24 @@ func serviceArgs(n names, svc service, image pulumi.StringInput, nets map[string
 	return args
 }
 
+// taskLabels are the labels of svc's containers. Swarm (Docker 20.10, seen
+// in the lab) updates a service whose published ports alone changed
+// without replacing its tasks, so a port added (HTTPS's) is never
+// published: the ports are named in a label too, which makes the change
+// one of the tasks. Only where there are several: a stack that publishes
+// HTTP alone, as every one did before HTTPS, keeps its tasks.
+func taskLabels(n names, svc service) map[string]string {
+	labels := n.labels(svc.role)
+	if len(svc.publish) > 1 {
+		var ports []string
+		for _, p := range svc.publish {
+			ports = append(ports, fmt.Sprintf("%d:%d", p.host, p.container))
+		}
+		labels["tally.published"] = strings.Join(ports, " ")
+	}
+	return labels
+}
+
 // releaseService is the release step of svc's reloads on a swarm: a task
 // on every node svc runs on, which writes the release from its environment
 // into its data volume, the node's, and runs the step (nginx/release.sh);
@@ -268,6 +312,7 @@ func releaseService(svc service) service {
 		placement:  svc.placement,
 		replace:    stopFirst,
 		waitsFor:   svc.waitsFor,
+		readsData:  svc.readsData, // nginx -t reads the certificate too
 		user:       svc.user,
 		entrypoint: []string{"sh", "-c", r.release, "release", id},
 		env:        env,
@@ -322,13 +367,41 @@ func envName(file string) string {
 	}, file)
 }
 
-// readReleases mounts the node's volume of releases read-only in a
-// service's tasks.
-func readReleases(args *docker.ServiceArgs, volume string) {
+// mountVolume mounts the node's volume read-only at target in a service's
+// tasks.
+func mountVolume(args *docker.ServiceArgs, volume, target string) {
 	spec := args.TaskSpec.(*docker.ServiceTaskSpecArgs).ContainerSpec.(*docker.ServiceTaskSpecContainerSpecArgs)
 	spec.Mounts = append(spec.Mounts.(docker.ServiceTaskSpecContainerSpecMountArray), docker.ServiceTaskSpecContainerSpecMountArgs{
-		Type: pulumi.String("volume"), Source: pulumi.String(volume), Target: pulumi.String(releases), ReadOnly: pulumi.Bool(true),
+		Type: pulumi.String("volume"), Source: pulumi.String(volume), Target: pulumi.String(target), ReadOnly: pulumi.Bool(true),
 	})
+}
+
+// readData mounts, in svc's tasks, the volume of the service whose data it
+// reads (nginx, the certificate the certs copy keeps on its node), where
+// that service keeps it.
+func readData(n names, svcs []service, svc service, args *docker.ServiceArgs) {
+	if svc.readsData == "" {
+		return
+	}
+	owner, _ := byRole(svcs, svc.readsData) // checkServices makes sure of it
+	mountVolume(args, n.dataVolume(owner), owner.dataDir)
+}
+
+// swarmSecrets are the stack's Swarm secrets a service may read.
+type swarmSecrets struct{ password, shareKey *docker.Secret }
+
+// newShareKey is the key sealing the certificate the certs service shares
+// with its copies: random, made on the first deploy and kept (a later
+// run's random is ignored), as no one needs to know or set it.
+func newShareKey(ctx *pulumi.Context, n names, on []pulumi.ResourceOption) (*docker.Secret, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	return docker.NewSecret(ctx, n.of("certs-share-key"), &docker.SecretArgs{
+		Data:   pulumi.ToSecret(pulumi.String(base64.StdEncoding.EncodeToString([]byte(hex.EncodeToString(key))))).(pulumi.StringOutput),
+		Labels: secretLabels(n.labels("certs-share-key")),
+	}, append(on, pulumi.DeleteBeforeReplace(false), pulumi.IgnoreChanges([]string{"data"}))...)
 }
 
 // swarmOrder is how a swarm replaces a task of a service replaced in

@@ -83,9 +83,6 @@ func checkACME(cfg Config) []error {
 	if cfg.ACMERoots != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(cfg.ACMERoots)) {
 		errs = append(errs, errors.New("tally:acmeRoots holds no PEM certificate (want the ACME server's TLS root, for a server whose certificate the system does not trust)"))
 	}
-	if cfg.Target == "swarm" {
-		errs = append(errs, errors.New("tally:domain on a swarm: certificates by ACME are served on one engine only for now; give the swarm a certificate with tally:tlsCert and tally:tlsKey"))
-	}
 	return errs
 }
 
@@ -192,21 +189,29 @@ func edgeRelease(cfg Config, files Files) *reloads {
 }
 
 // Where the certs service keeps its account and the certificate (its data
-// volume; tally-certs acme's default), and the port it answers the HTTP-01
-// challenge on (nginx/servers-https.conf sends the path there).
+// volume; tally-certs acme's default), the port it answers the HTTP-01
+// challenge on (nginx/servers-https.conf sends the path there), and on a
+// swarm the port it shares the pair on with its copies.
 const (
 	acmeDir       = "/var/lib/tally/acme"
 	challengePort = 8080
+	sharePort     = 8081
 )
 
-// certsService keeps the certificate by ACME when the config names a
-// domain: one instance, holding the account and the certificate on its
-// volume, kept like Redis's data across deploys and destroys, so a deploy
-// never asks for a certificate while the one it has is good. It runs as
-// nginx's user, which reads the key it writes.
-func certsService(cfg Config) (service, bool) {
+// certsServices keep the certificate by ACME when the config names a
+// domain. The keeper is one instance, holding the account and the
+// certificate on its volume, kept like Redis's data across deploys and
+// destroys, so a deploy never asks for a certificate while the one it has
+// is good. It runs as nginx's user, which reads the key it writes.
+//
+// On one engine nginx reads the keeper's volume. A swarm's nginx runs on
+// every manager and a volume is one node's, so the keeper stays on Redis's
+// node (where its volume is) and shares the pair, sealed with a key of the
+// stack's own, with a copy on every node nginx runs on, which keeps it in
+// that node's volume for nginx there.
+func certsServices(cfg Config) []service {
 	if cfg.Domain == "" {
-		return service{}, false
+		return nil
 	}
 	cmd := []string{"acme", "-domain", cfg.Domain, "-server", cfg.ACMEServer, "-dir", acmeDir, "-listen", fmt.Sprintf(":%d", challengePort)}
 	if cfg.ACMEEmail != "" {
@@ -216,7 +221,7 @@ func certsService(cfg Config) (service, bool) {
 	if cfg.ACMERoots != "" {
 		env = append(env, "TALLY_ACME_ROOTS="+cfg.ACMERoots)
 	}
-	return service{
+	keeper := service{
 		role:     certsRole,
 		image:    image{build: true, target: "certs"},
 		replicas: 1, replace: stopFirst, // one holds the account and the volume
@@ -232,7 +237,26 @@ func certsService(cfg Config) (service, bool) {
 		stopGrace: 5,
 		dataDir:   acmeDir,
 		networks:  []attachment{{frontend, certsRole}},
-	}, true
+	}
+	if cfg.Target != "swarm" {
+		return []service{keeper}
+	}
+	keeper.placement = redisConstraint
+	// Swarm removes a task's container a few seconds after it exits, and
+	// the provider's delete waits for that within the grace period: 5 s
+	// was seen to run out in the lab.
+	keeper.stopGrace = 10
+	keeper.command = append(keeper.command, "-share", fmt.Sprintf(":%d", sharePort), "-share-key", shareKeyPath)
+	keeper.shareKey = true
+	copier := keeper
+	copier.role = copyRole
+	copier.replicas, copier.placement, copier.replace = everyNode, nginxConstraint, stopFirst
+	copier.waitsFor = []string{certsRole}
+	// /pair is certs.SharePath; that package (lego's) stays out of the program.
+	copier.command = []string{"copy", "-domain", cfg.Domain, "-from", fmt.Sprintf("http://%s:%d/pair", certsRole, sharePort), "-dir", acmeDir, "-share-key", shareKeyPath}
+	copier.env = nil
+	copier.networks = []attachment{{frontend, ""}}
+	return []service{keeper, copier}
 }
 
 // portSuffix is ":port" as a URL needs it, "" for HTTPS's own 443.

@@ -181,6 +181,23 @@ func TestHTTPSOnASwarm(t *testing.T) {
 	if !slices.Equal(ports, []int{8080, 8443}) {
 		t.Errorf("swarm nginx publishes %v, want 8080 and 8443", ports)
 	}
+	// A change of ports alone must reach the tasks (taskLabels); a plain
+	// HTTP stack's keep the labels they always had.
+	published := func(s serviceInputs) string {
+		for _, l := range s.TaskSpec.ContainerSpec.Labels {
+			if l.Label == "tally.published" {
+				return l.Value
+			}
+		}
+		return ""
+	}
+	if got := published(nginx); got != "8080:8080 8443:8443" {
+		t.Errorf("swarm nginx's tasks are labelled tally.published=%q; want both ports", got)
+	}
+	plainNginx := decode[serviceInputs](t, mustRun(t, "prod", with(testConfig(), "tally:target", "swarm", "tally:registry", "registry.example.com/team")).named("tally-prod-nginx"))
+	if got := published(plainNginx); got != "" {
+		t.Errorf("a plain HTTP swarm's nginx is labelled tally.published=%q; want no such label", got)
+	}
 }
 
 func acmeConfig(kv ...string) map[string]string {
@@ -227,6 +244,77 @@ func TestACMEOnOneEngine(t *testing.T) {
 	}
 }
 
+// On a swarm the keeper stays on Redis's node with its volume and shares
+// the pair, sealed with a Swarm secret of the stack's own, with a copy on
+// every node nginx runs on; nginx and its release step read the copy's
+// volume there. Only the two certs services hold the key.
+func TestACMEOnASwarm(t *testing.T) {
+	r := mustRun(t, "prod", acmeConfig("tally:target", "swarm", "tally:registry", "registry.example.com/team"))
+	type mount = struct {
+		Type, Source, Target string
+		ReadOnly             bool
+	}
+	keyed := func(s serviceInputs) bool {
+		return slices.ContainsFunc(s.TaskSpec.ContainerSpec.Secrets, func(m struct{ SecretId, FileName string }) bool { return m.FileName == shareKeyPath })
+	}
+	for _, c := range []struct {
+		name, placement string
+		global          bool
+		args            []string
+		volume          mount
+	}{
+		{"tally-prod-certs", redisConstraint, false, []string{"acme", "-share", ":8081", "-share-key", shareKeyPath}, mount{"volume", "tally-prod-certs-data", acmeDir, false}},
+		{"tally-prod-certs-copy", nginxConstraint, true, []string{"copy", "-from", "http://certs:8081/pair", "-share-key", shareKeyPath, "tally.example.com"}, mount{"volume", "tally-prod-certs-copy-data", acmeDir, false}},
+	} {
+		s := decode[serviceInputs](t, r.named(c.name))
+		if s.Mode.Global != c.global || !slices.Equal(s.TaskSpec.Placement.Constraints, []string{c.placement}) {
+			t.Errorf("%s: global %v on %v; want global %v on %s", c.name, s.Mode.Global, s.TaskSpec.Placement.Constraints, c.global, c.placement)
+		}
+		for _, arg := range c.args {
+			if !slices.Contains(s.TaskSpec.ContainerSpec.Args, arg) {
+				t.Errorf("%s runs %v; want %q in it", c.name, s.TaskSpec.ContainerSpec.Args, arg)
+			}
+		}
+		if !keyed(s) {
+			t.Errorf("%s does not read the share key at %s", c.name, shareKeyPath)
+		}
+		if !slices.Contains(s.TaskSpec.ContainerSpec.Mounts, c.volume) {
+			t.Errorf("%s mounts %v; want %v", c.name, s.TaskSpec.ContainerSpec.Mounts, c.volume)
+		}
+	}
+	for _, name := range []string{"tally-prod-nginx", "tally-prod-nginx-conf"} {
+		s := decode[serviceInputs](t, r.named(name))
+		if want := (mount{"volume", "tally-prod-certs-copy-data", acmeDir, true}); !slices.Contains(s.TaskSpec.ContainerSpec.Mounts, want) {
+			t.Errorf("%s mounts %v; want the copy's volume read-only: %v", name, s.TaskSpec.ContainerSpec.Mounts, want)
+		}
+	}
+	for _, name := range []string{"tally-prod-web", "tally-prod-redis", "tally-prod-nginx", "tally-prod-nginx-conf"} {
+		if keyed(decode[serviceInputs](t, r.named(name))) {
+			t.Errorf("%s reads the share key", name)
+		}
+	}
+	var images []string
+	for _, img := range r.byType("docker:index/image:Image") {
+		images = append(images, img.name)
+	}
+	if slices.Sort(images); !slices.Equal(images, []string{"tally-prod-certs-image", "tally-prod-web-image"}) {
+		t.Errorf("images built: %v; want the app's and one of the certs target, which both certs services run", images)
+	}
+	key := r.named("tally-prod-certs-share-key")
+	if !key.inputs["data"].ContainsSecrets() || !slices.Contains(key.ignoreChanges, "data") {
+		t.Errorf("the share key's data: secret %v, ignored on later runs %v; want both", key.inputs["data"].ContainsSecrets(), key.ignoreChanges)
+	}
+	b, _ := base64.StdEncoding.DecodeString(plain(key.inputs["data"]).StringValue())
+	if len(b) != 64 {
+		t.Errorf("the share key is %d bytes; want 32 random ones, in hex", len(b))
+	}
+	for _, svc := range r.byType(serviceType) {
+		if strings.Contains(fmt.Sprint(svc.inputs), string(b)) {
+			t.Errorf("%s's inputs hold the share key", svc.name)
+		}
+	}
+}
+
 func TestACMEConfigErrors(t *testing.T) {
 	for _, c := range []struct {
 		name string
@@ -240,7 +328,6 @@ func TestACMEConfigErrors(t *testing.T) {
 		{"an email without @", acmeConfig("tally:acmeEmail", "ops"), "tally:acmeEmail"},
 		{"roots that are not PEM", acmeConfig("tally:acmeRoots", "nope"), "tally:acmeRoots"},
 		{"a domain and a certificate", with(acmeConfig(), "tally:tlsCert", "x", "tally:tlsKey", "y"), "choose one"},
-		{"a domain on a swarm", acmeConfig("tally:target", "swarm", "tally:registry", "registry.example.com"), "one engine only"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := runProgram(t, "dev", c.cfg, repoFiles(t))
