@@ -33,6 +33,7 @@ type Reply struct {
 	Code     int
 	Count    int64
 	Instance string
+	Reason   string // a failure's, as tally says it ("error" in its JSON)
 	Err      error
 	Elapsed  time.Duration
 	At       time.Time // when the answer arrived
@@ -56,9 +57,10 @@ func GetWith(c *http.Client, url string) Reply {
 	var v struct {
 		Count    int64  `json:"count"`
 		Instance string `json:"instance"`
+		Error    string `json:"error"`
 	}
 	if json.Unmarshal(body, &v) == nil {
-		r.Count, r.Instance = v.Count, v.Instance
+		r.Count, r.Instance, r.Reason = v.Count, v.Instance, v.Error
 	}
 	return r
 }
@@ -84,6 +86,10 @@ type Tally struct {
 	Counts    map[int64]int
 	Instances map[string]bool
 	Slowest   map[int]time.Duration // slowest answer, by status code
+	// Reasons counts the failures tally answered with a reason, by it.
+	Reasons map[string]int
+	// oks are the 200s' times, sent and answered.
+	oks []sentAnswered
 	// LongestGap is the longest time between two successive 200s: how long
 	// clients saw no service at all.
 	LongestGap time.Duration
@@ -92,8 +98,10 @@ type Tally struct {
 
 // NewTally returns an empty Tally.
 func NewTally() *Tally {
-	return &Tally{Failures: map[string]int{}, Counts: map[int64]int{}, Instances: map[string]bool{}, Slowest: map[int]time.Duration{}}
+	return &Tally{Failures: map[string]int{}, Counts: map[int64]int{}, Instances: map[string]bool{}, Slowest: map[int]time.Duration{}, Reasons: map[string]int{}}
 }
+
+type sentAnswered struct{ sent, at time.Time }
 
 // Add records one reply.
 func (t *Tally) Add(r Reply) {
@@ -105,8 +113,12 @@ func (t *Tally) Add(r Reply) {
 		t.Failures["error: "+r.Err.Error()]++
 	case r.Code != 200:
 		t.Failures[fmt.Sprintf("HTTP %d", r.Code)]++
+		if r.Reason != "" {
+			t.Reasons[r.Reason]++
+		}
 	default:
 		t.OK++
+		t.oks = append(t.oks, sentAnswered{r.At.Add(-r.Elapsed), r.At})
 		t.Counts[r.Count]++
 		t.Instances[r.Instance] = true
 		if !t.lastOK.IsZero() {
@@ -144,7 +156,37 @@ func (t *Tally) Merge(o *Tally) {
 	for k, d := range o.Slowest {
 		t.Slowest[k] = max(t.Slowest[k], d)
 	}
+	for k, n := range o.Reasons {
+		t.Reasons[k] += n
+	}
+	t.oks = append(t.oks, o.oks...)
 	t.LongestGap = max(t.LongestGap, o.LongestGap)
+}
+
+// FirstOKAfter is how long after at the first 200 came to a request sent
+// after it, and whether one came: how long a failure kept clients from
+// being served.
+func (t *Tally) FirstOKAfter(at time.Time) (time.Duration, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var first time.Time
+	for _, ok := range t.oks {
+		if ok.sent.After(at) && (first.IsZero() || ok.at.Before(first)) {
+			first = ok.at
+		}
+	}
+	return first.Sub(at), !first.IsZero()
+}
+
+// MaxCount is the highest count answered 200.
+func (t *Tally) MaxCount() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var m int64
+	for c := range t.Counts {
+		m = max(m, c)
+	}
+	return m
 }
 
 // Duplicates lists counts handed out more than once.
