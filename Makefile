@@ -10,7 +10,7 @@ export GOTOOLCHAIN ?= auto
 # Every module in go.work, as package patterns (./app/... ./infra/...).
 PKGS := $(shell go list -m -f '{{.Dir}}/...' 2>/dev/null)
 BIN := $(CURDIR)/bin
-SCRIPTS := .ci/run scripts/rollout.sh scripts/backup.sh redis/backup.sh nginx/serve.sh nginx/release.sh scripts/up.sh scripts/setup.sh offline/build.sh redis/start.sh redis/password.sh infra/pulumi.sh lab/lab.sh $(wildcard .github/scripts/*.sh)
+SCRIPTS := .ci/run scripts/rollout.sh scripts/backup.sh redis/backup.sh nginx/serve.sh nginx/release.sh scripts/up.sh scripts/setup.sh offline/build.sh redis/start.sh redis/replica.sh redis/sentinel.sh redis/password.sh infra/pulumi.sh lab/lab.sh $(wildcard .github/scripts/*.sh)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: help

@@ -76,6 +76,7 @@ func runSteps(t *testing.T, d *deployment, all bool) {
 		{"destroy with retainData=false removes it", stepDestroyRemovesData, false},
 		// The same script on every target: the local engine proves it.
 		{"a backup restored into a new stack continues the count", stepBackupRestored, true},
+		{"scheduled backups: a checked snapshot every 10 s, the last 2 kept", stepScheduledBackups, true},
 	}
 	for _, s := range steps {
 		if s.repeat && !all {
@@ -312,6 +313,45 @@ func stepBackupRestored(t *testing.T, d *deployment) {
 		t.Errorf("after the backup of count %d was restored into a new stack, /count = %d; want %d", n, got, n+1)
 	}
 	d.destroy()
+}
+
+// stepScheduledBackups deploys the stack with tally:backupEvery and
+// checks its snapshots: taken on time, each one whole, the newest few
+// kept; destroy with retainData=false takes them too.
+func stepScheduledBackups(t *testing.T, d *deployment) {
+	d.setConfig("tally:backupEvery", "10s")
+	d.setConfig("tally:backupRetain", "2")
+	d.up() // retainData=false, from the steps before
+	d.counter()
+	id := func() string {
+		out, _ := d.engine.docker("ps", "-q", "--filter", "label=tally.stack="+d.name, "--filter", "label=tally.role=backup").Output()
+		return strings.TrimSpace(string(out))
+	}
+	backup := id()
+	if backup == "" {
+		t.Fatal("no backup container running")
+	}
+	var files []string
+	var log []byte
+	// The first at start, then every 10 s: a third means one was dropped.
+	ok := testkit.WaitUntil(time.Minute, func() bool {
+		log, _ = d.engine.docker("logs", backup).CombinedOutput()
+		out, _ := d.engine.docker("exec", backup, "sh", "-c", "ls /data/tally-*.rdb").Output()
+		files = strings.Fields(string(out))
+		return bytes.Count(log, []byte("backup: /data/tally-")) >= 3
+	})
+	if !ok || len(files) != 2 {
+		t.Fatalf("a minute after up, the backup service kept %v; want the last 2 of 3 or more; it logged:\n%s", files, log)
+	}
+	for _, f := range files {
+		if out, err := d.engine.docker("exec", backup, "redis-check-rdb", f).CombinedOutput(); err != nil {
+			t.Errorf("redis-check-rdb %s: %v\n%s", f, err, out)
+		}
+	}
+	d.destroy()
+	if err := d.engine.docker("volume", "inspect", "tally-"+d.name+"-backup-data").Run(); err == nil {
+		t.Errorf("the backups' volume is still there after destroy with retainData=false")
+	}
 }
 
 // backupScript runs the checkout's scripts/backup.sh (make backup, make

@@ -22,6 +22,9 @@ func main() {
 		if err := stack.CheckEngine(ctx.Context(), cfg); err != nil {
 			return err
 		}
+		if err := stack.CheckSwarmNodes(ctx.Context(), cfg); err != nil {
+			return err
+		}
 		outputs, err := stack.New(ctx, cfg, files)
 		if err != nil {
 			return err

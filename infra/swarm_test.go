@@ -28,10 +28,12 @@ var swarmReport = flag.String("swarm-report", "", "write the Swarm drills' figur
 // TestDeployToSwarm deploys the program with tally:target=swarm to the
 // lab's swarm (SWARM=1: node 1 the manager, reached over SSH, nodes 2 and
 // 3 workers, node 2 made a second manager for the last steps; the app image
-// goes through the lab's registry) and drives it through scaling, a
-// rollout, a broken image, the loss of a worker, and certificates given and
-// by ACME, each under load, checking the counter rose by exactly the number
-// of 200s.
+// goes through the lab's registry; a Redis and a Sentinel on each node)
+// and drives it through scaling, a rollout, a broken image, the loss of a
+// worker, Redis failovers (asked for, and the primary's node killed; the
+// node back; a replica's node killed), and certificates given and by ACME,
+// each under load, checking the counter rose by exactly the number of 200s,
+// or where requests failed, that no visit answered 200 was lost.
 func TestDeployToSwarm(t *testing.T) {
 	ws := newWorkspace(t)
 	lab := testkit.Lab(t, "..", slices.Collect(maps.Values(ws.images)), "SWARM=1")
@@ -41,6 +43,8 @@ func TestDeployToSwarm(t *testing.T) {
 	for _, key := range []string{"REDIS_IMAGE", "NGINX_IMAGE"} {
 		d.setConfig("tally:"+strings.ToLower(strings.TrimSuffix(key, "_IMAGE"))+"Image", lab["LAB_REGISTRY"]+"/"+path.Base(ws.images[key]))
 	}
+	redis := redisLab{d: d, sockets: strings.Fields(lab["LAB_SOCKETS"])}
+	var lostNode int
 	var report []string
 	// drill records a step's figures for the report; t.Failed() says
 	// whether its checks (the counter exact among them) held.
@@ -65,7 +69,7 @@ func TestDeployToSwarm(t *testing.T) {
 				t.Errorf("web's tasks run on %v; want more than one node", nodes)
 			}
 			d.expectPasswordHidden()
-			for _, svc := range []string{"web", "redis", "nginx"} {
+			for _, svc := range []string{"web", "redis", "redis-2", "redis-3", "sentinel-1", "sentinel-2", "sentinel-3", "nginx"} {
 				if out, _ := d.engine.docker("service", "inspect", "tally-sw-"+svc).Output(); bytes.Contains(out, []byte(d.password)) {
 					t.Errorf("docker service inspect shows the Redis password for %s", svc)
 				}
@@ -185,6 +189,32 @@ func TestDeployToSwarm(t *testing.T) {
 			d.expectExactCount(before, load)
 			d.expectNoFailures(load)
 			drill(t, "the worker rejoins", load, "nothing moves back; no request fails")
+			d.expectNoChanges()
+		}},
+		{"a failover asked of the Sentinels moves the primary under load; no acknowledged visit lost", func(t *testing.T) {
+			note, load := redis.stepPlannedFailover(t)
+			drill(t, "SENTINEL FAILOVER (planned)", load, note)
+		}},
+		{"the primary's node killed under load: counting resumes within 10 s, no acknowledged visit lost", func(t *testing.T) {
+			var note string
+			var load *testkit.Tally
+			lostNode, note, load = redis.stepPrimaryNodeKilled(t)
+			drill(t, fmt.Sprintf("kill -9 the Redis primary's node (lab%d)", lostNode), load, note)
+		}},
+		{"the old primary's node comes back as a replica; nothing else moves, no request fails", func(t *testing.T) {
+			note, load := redis.stepNodeBack(t, lostNode)
+			drill(t, fmt.Sprintf("lab%d back", lostNode), load, note)
+		}},
+		{"a replica's node and its Sentinel killed under load: no request fails", func(t *testing.T) {
+			// The worker whose Redis is not the primary.
+			n := 2
+			if redis.node(redis.primary()) == 2 {
+				n = 3
+			}
+			note, load := redis.stepReplicaNodeKilled(t, n)
+			drill(t, fmt.Sprintf("kill -9 a Redis replica's node (lab%d)", n), load, note)
+			note, load = redis.stepNodeBack(t, n)
+			drill(t, fmt.Sprintf("lab%d back", n), load, note)
 			d.expectNoChanges()
 		}},
 		{"a new nginx image on two managers replaces one task at a time", func(t *testing.T) {

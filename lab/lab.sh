@@ -22,7 +22,8 @@
 # `docker save | docker load`, since no node can pull.
 #
 # SWARM=1 joins the nodes into a Docker Swarm: node 1 (the SSH one) its
-# manager, labelled tally.redis=true for Redis' volume, the others workers;
+# manager, labelled tally.redis=true for Redis' volume, the others workers
+# labelled tally.redis-N=true for its replicas (N the node's number);
 # and runs a registry for the images the nodes build and pull (Debian's
 # docker-registry, plain HTTP on the bridge, which every node trusts),
 # holding the LAB_IMAGES too as REGISTRY/redis:8.0 and so on.
@@ -340,7 +341,13 @@ EOF
 		docker -H "unix://$(sock "$n")" swarm join --advertise-addr "$(addr "$n")" \
 			--token "$($manager swarm join-token -q worker)" "$(addr 1):2377" >/dev/null
 	done
+	# One Redis on each node (the program's node labels, replication.go):
+	# the first beside the manager, as a single Redis was; its replicas,
+	# and with them the Sentinels, on the others.
 	$manager node update --label-add tally.redis=true lab1 >/dev/null
+	for n in $(seq 2 "$NODES"); do
+		$manager node update --label-add "tally.redis-$n=true" "lab$n" >/dev/null
+	done
 	for _ in $(seq 60); do
 		curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1 && return
 		sleep 0.5

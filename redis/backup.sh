@@ -9,10 +9,15 @@
 #            (which rewrites the AOF), so the volume is never edited by
 #            hand; a sync that fails leaves the data as it was. Refuses a
 #            Redis that holds data unless FORCE=1.
+#   schedule: the stack's backup service (tally:backupEvery): a snapshot of
+#            the Redis at REDIS_HOST every BACKUP_EVERY seconds into
+#            BACKUP_DIR, the last BACKUP_RETAIN kept; a failed one is
+#            logged, leaves no file, and the next comes on time.
 set -eu
 REDISCLI_AUTH=$(cat "$REDIS_PASSWORD_FILE")
 export REDISCLI_AUTH
-work=/tmp/tally-backup
+host=${REDIS_HOST:-127.0.0.1}
+work=${BACKUP_DIR:-/tmp}/.tally-backup
 # The throwaway server's port, on this container's loopback only.
 port=6390
 
@@ -33,14 +38,34 @@ link_up() {
 	redis-cli info replication | grep -q '^master_link_status:up'
 }
 
-case ${1:-} in
-backup)
+# snapshot leaves a checked snapshot at $work/dump.rdb.
+snapshot() {
 	rm -rf "$work" && mkdir -p "$work"
 	# --rdb - would add the transfer's end marker to the file: a file first.
-	redis-cli --rdb "$work/dump.rdb" >/dev/null 2>"$work/log" || fail "redis-cli --rdb: $(cat "$work/log")"
+	redis-cli -h "$host" --rdb "$work/dump.rdb" >/dev/null 2>"$work/log" || fail "redis-cli --rdb: $(cat "$work/log")"
 	checked "$work/dump.rdb"
+}
+
+case ${1:-} in
+backup)
+	snapshot
 	cat "$work/dump.rdb"
 	rm -rf "$work"
+	;;
+schedule)
+	dir=${BACKUP_DIR:?}
+	while :; do
+		file=$dir/tally-$(date -u +%Y%m%dT%H%M%SZ).rdb
+		if why=$( (snapshot) 2>&1) && mv "$work/dump.rdb" "$file"; then
+			# Names sort by time: all but the newest BACKUP_RETAIN go.
+			find "$dir" -maxdepth 1 -name 'tally-*.rdb' | sort -r | tail -n +"$((BACKUP_RETAIN + 1))" | xargs -r rm -f
+			echo "backup: $file ($(wc -c <"$file") bytes); $(find "$dir" -maxdepth 1 -name 'tally-*.rdb' | wc -l) kept" | tee /tmp/backup-status
+		else
+			echo "backup: failed, no file written: $why; next in ${BACKUP_EVERY}s" | tee /tmp/backup-status >&2
+		fi
+		rm -rf "$work"
+		sleep "$BACKUP_EVERY"
+	done
 	;;
 restore)
 	rm -rf "$work" && mkdir -p "$work"
@@ -48,6 +73,11 @@ restore)
 	cat >"$work/restore.rdb"
 	[ -s "$work/restore.rdb" ] || fail "the backup file is empty"
 	checked "$work/restore.rdb"
+	# A replicated Redis (a swarm's, with Sentinels) would have the
+	# Sentinels fight the load's own replication.
+	if redis-cli info replication | grep -Eq '^(role:slave|connected_slaves:[1-9])'; then
+		fail "this Redis is replicated (tally:redisReplicas): restore into a stack deployed with tally:redisReplicas 0, then raise it again; the replicas copy the restored data"
+	fi
 	keys=$(redis-cli dbsize)
 	if [ "$keys" != 0 ] && [ "${FORCE:-}" != 1 ]; then
 		fail "this Redis holds $keys keys (visits: $(redis-cli get visits)); FORCE=1 replaces them with the backup"

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -37,6 +38,11 @@ type Config struct {
 	PlainHTTP     bool   // serve the app over plain HTTP, with no TLS
 	RedisPassword Secret
 	RetainData    bool // keep the Redis volume when the stack is destroyed
+	// Replicas of Redis on a swarm, each on a node of its own, which
+	// Sentinels promote when the primary is lost; 0 for one Redis.
+	RedisReplicas int
+	BackupEvery   time.Duration // a snapshot of Redis this often (backup.go); 0 for none
+	BackupRetain  int           // how many snapshots are kept
 
 	AppImage   string // an existing app image; "" builds the repo's Dockerfile
 	Registry   string // where a swarm's nodes pull the built app image from: host[:port][/path]
@@ -135,6 +141,9 @@ func ParseConfig(get func(key string) (string, bool), isSecret func(key string) 
 		return b
 	}
 	cfg.RetainData = boolean("retainData", true)
+	cfg.RedisReplicas = redisReplicas(cfg.Target, str("redisReplicas", ""), bad)
+	cfg.BackupEvery = backupEvery(str("backupEvery", ""), bad)
+	cfg.BackupRetain = intIn("backupRetain", defaultRetain, 1, maxBackupRetain)
 	cfg.PlainHTTP = boolean("plainHTTP", false)
 	if !cfg.PlainHTTP && cfg.HTTPPort == cfg.HTTPSPort {
 		bad("httpsPort", strconv.Itoa(cfg.HTTPSPort), "a port other than tally:httpPort's")

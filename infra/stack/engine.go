@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -27,31 +29,9 @@ func CheckEngine(ctx context.Context, cfg Config) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	transport := &http.Transport{}
-	base := "http://" + u.Host
-	switch {
-	case u.Scheme == "unix":
-		transport.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", u.Path)
-		}
-		base = "http://docker"
-	case cfg.CAPem != "":
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM([]byte(cfg.CAPem))
-		cert, err := tls.X509KeyPair([]byte(cfg.CertPem), []byte(cfg.KeyPem))
-		if err != nil {
-			return err // ParseConfig has said so already
-		}
-		transport.TLSClientConfig = &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		base = "https://" + u.Host
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/_ping", nil)
+	resp, err := engineGet(ctx, cfg, "/_ping")
 	if err != nil {
-		return fmt.Errorf("tally:dockerHost = %q: %w", cfg.DockerHost, err)
-	}
-	resp, err := (&http.Client{Transport: transport}).Do(req)
-	if err != nil {
-		return fmt.Errorf("the Docker engine at %s does not answer: %w%s", cfg.DockerHost, err, hint(err))
+		return err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -63,6 +43,99 @@ func CheckEngine(ctx context.Context, cfg Config) error {
 	default:
 		return fmt.Errorf("the Docker engine at %s answered GET /_ping with %s: %s", cfg.DockerHost, resp.Status, strings.TrimSpace(string(body)))
 	}
+}
+
+// CheckSwarmNodes asks a swarm's manager for its nodes and says, before
+// anything is deployed, what keeps the replicated Redis and its Sentinels
+// from each having a node of its own (checkPlacement). A swarm without
+// replicas, and one engine, need no look.
+func CheckSwarmNodes(ctx context.Context, cfg Config) error {
+	if cfg.Target != "swarm" || cfg.RedisReplicas == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := engineGet(ctx, cfg, "/nodes")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("listing the swarm's nodes at %s: %w", hostOrLocal(cfg), err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("listing the swarm's nodes at %s: %s: %s (is it a swarm manager?)", hostOrLocal(cfg), resp.Status, strings.TrimSpace(string(body)))
+	}
+	var list []struct {
+		Description struct{ Hostname string }
+		Spec        struct{ Labels map[string]string }
+	}
+	if err := json.Unmarshal(body, &list); err != nil {
+		return fmt.Errorf("listing the swarm's nodes at %s: %w", hostOrLocal(cfg), err)
+	}
+	nodes := make([]swarmNode, 0, len(list))
+	for _, n := range list {
+		nodes = append(nodes, swarmNode{Name: n.Description.Hostname, Labels: n.Spec.Labels})
+	}
+	return checkPlacement(cfg.RedisReplicas, nodes)
+}
+
+func hostOrLocal(cfg Config) string {
+	if cfg.DockerHost == "" {
+		return "the local engine"
+	}
+	return cfg.DockerHost
+}
+
+// engineGet sends GET path to the engine cfg names, as the docker CLI and
+// the provider reach it: a Unix socket (DOCKER_HOST, or the local one),
+// tcp:// with the config's TLS material, or ssh://, through the remote
+// docker CLI's dial-stdio.
+func engineGet(ctx context.Context, cfg Config, path string) (*http.Response, error) {
+	host := cfg.DockerHost
+	if host == "" {
+		host = os.Getenv("DOCKER_HOST")
+	}
+	if host == "" {
+		host = "unix:///var/run/docker.sock"
+	}
+	u, err := url.Parse(host)
+	if err != nil {
+		return nil, fmt.Errorf("tally:dockerHost = %q: %w", host, err)
+	}
+	transport := &http.Transport{DisableKeepAlives: true}
+	base := "http://" + u.Host
+	switch {
+	case u.Scheme == "unix":
+		transport.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", u.Path)
+		}
+		base = "http://docker"
+	case u.Scheme == "ssh":
+		transport.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dialStdio(ctx, cfg.SSHOpts, u)
+		}
+		base = "http://docker"
+	case cfg.CAPem != "":
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM([]byte(cfg.CAPem))
+		cert, err := tls.X509KeyPair([]byte(cfg.CertPem), []byte(cfg.KeyPem))
+		if err != nil {
+			return nil, err // ParseConfig has said so already
+		}
+		transport.TLSClientConfig = &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		base = "https://" + u.Host
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("tally:dockerHost = %q: %w", host, err)
+	}
+	resp, err := (&http.Client{Transport: transport}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("the Docker engine at %s does not answer: %w%s", host, err, hint(err))
+	}
+	return resp, nil
 }
 
 // hint turns the TLS errors a misconfigured client meets into what to change.

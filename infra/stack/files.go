@@ -14,14 +14,17 @@ import (
 
 // Files are the repository files the stack deploys, read once at startup.
 type Files struct {
-	Root         string            // the repository root: the app image's build context
-	Nginx        map[string]string // nginx/*.conf, by file name
-	NginxServe   string            // nginx/serve.sh
-	NginxRelease string            // nginx/release.sh
-	RedisStart   string            // redis/start.sh
-	AppHash      string            // hash of the app image's build inputs: its tag
-	CertsHash    string            // the same of the certs image's
-	Images       Images            // the default images, from docker-compose.yml
+	Root          string            // the repository root: the app image's build context
+	Nginx         map[string]string // nginx/*.conf, by file name
+	NginxServe    string            // nginx/serve.sh
+	NginxRelease  string            // nginx/release.sh
+	RedisStart    string            // redis/start.sh
+	RedisReplica  string            // redis/replica.sh, run before start.sh's text on a swarm with replicas
+	RedisSentinel string            // redis/sentinel.sh
+	RedisBackup   string            // redis/backup.sh
+	AppHash       string            // hash of the app image's build inputs: its tag
+	CertsHash     string            // the same of the certs image's
+	Images        Images            // the default images, from docker-compose.yml
 }
 
 // Images are the images the stack runs unless its config names others.
@@ -62,6 +65,9 @@ func ReadFiles(root string) (Files, error) {
 		"nginx/serve.sh":     &f.NginxServe,
 		"nginx/release.sh":   &f.NginxRelease,
 		"redis/start.sh":     &f.RedisStart,
+		"redis/replica.sh":   &f.RedisReplica,
+		"redis/sentinel.sh":  &f.RedisSentinel,
+		"redis/backup.sh":    &f.RedisBackup,
 		"docker-compose.yml": &compose,
 	} {
 		b, err := os.ReadFile(filepath.Join(root, path))

@@ -56,6 +56,7 @@ type serviceInputs struct {
 			Image, User string
 			Commands    []string
 			Args        []string
+			Env         map[string]string
 			Labels      []struct{ Label, Value string }
 			ReadOnly    bool
 			CapDrops    []string

@@ -195,7 +195,7 @@ var (
 // services is the stack, in the order the services start: each one waits
 // only for services before it.
 func services(cfg Config, files Files) []service {
-	svcs := []service{{
+	redis := service{
 		role:  redisRole,
 		image: image{ref: cfg.RedisImage, pin: true},
 		// One instance holds the data volume.
@@ -214,17 +214,25 @@ func services(cfg Config, files Files) []service {
 		password:  true,
 		dataDir:   "/data",
 		networks:  []attachment{{backend, redisAlias}},
-	}, {
+	}
+	svcs := []service{redis}
+	if cfg.RedisReplicas > 0 {
+		svcs = replicated(redis, cfg.RedisReplicas, files)
+	}
+	if cfg.BackupEvery > 0 {
+		svcs = append(svcs, backupService(cfg, redis, files))
+	}
+	svcs = append(svcs, service{
 		role: webRole,
 		// tally:appImage, or the repository's Dockerfile.
 		image:    image{ref: cfg.AppImage, build: cfg.AppImage == ""},
 		replicas: cfg.Replicas, replace: startFirst,
-		waitsFor: []string{redisRole},
-		env: []string{
-			fmt.Sprintf("REDIS_ADDR=%s:%d", redisAlias, redisPort),
-			"REDIS_PASSWORD_FILE=" + passwordPath,
+		// Redis, all of it: the last of its services waits for the others.
+		waitsFor: []string{svcs[len(svcs)-1].role},
+		env: append(appRedisEnv(cfg.RedisReplicas),
+			"REDIS_PASSWORD_FILE="+passwordPath,
 			fmt.Sprintf("PORT=%d", appPort),
-		},
+		),
 		health: webHealthcheck, retries: 3,
 		memoryMB: 64,
 		// Go sets GOMAXPROCS from the limit: one scheduler thread per
@@ -237,7 +245,7 @@ func services(cfg Config, files Files) []service {
 		stopGrace: 15,
 		password:  true,
 		networks:  []attachment{{frontend, webAlias}, {backend, ""}},
-	}}
+	})
 	certs := certsServices(cfg)
 	svcs = append(svcs, certs...)
 	return append(svcs, edgeService(cfg, files, certs))

@@ -23,7 +23,7 @@ func TestSwarmStackShape(t *testing.T) {
 		t.Errorf("a swarm stack declares %d containers; want services only", n)
 	}
 	want := 0
-	for _, svc := range services(Config{}, Files{}) {
+	for _, svc := range services(Config{Target: "swarm", RedisReplicas: defaultSwarmRedisReplicas}, Files{}) {
 		want++
 		if svc.reloads != nil {
 			want++ // its release service
