@@ -146,6 +146,11 @@ func run() error {
 		return err
 	}
 
+	waitNginx, err := startWait(&procs, dir, bin)
+	if err != nil {
+		return err
+	}
+
 	ceiling := &scenario{name: "ceiling: nginx → trivial upstream", url: ceilingNginx.url("/"), into: &r.Ceiling}
 	index := &scenario{name: "/ through nginx", url: appNginx.url("/"), into: &r.Index}
 	count := &scenario{name: "/count through nginx", url: appNginx.url("/count"), into: &r.Count, profile: true}
@@ -155,6 +160,7 @@ func run() error {
 		index,
 		count,
 		{name: "/count through nginx over HTTPS", url: appNginx.tlsURL("/count"), into: &r.CountTLS},
+		{name: "/count through nginx, acknowledged by a Redis replica (WAIT 1)", url: waitNginx.url("/count"), into: &r.CountWait},
 		{name: "/count on one replica", url: fmt.Sprintf("http://127.0.0.1:%d/count", apps[0]), into: &r.Direct},
 	}
 	var againstCount *scenario
@@ -744,6 +750,8 @@ func groupOf(name string) string {
 		return againstReplicas
 	case strings.HasPrefix(name, "floor"):
 		return floorReplicas
+	case strings.HasPrefix(name, "wait"), name == "nginx-wait":
+		return waitGroup
 	case name == "nginx-app":
 		return "nginx"
 	default:

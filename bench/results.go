@@ -14,6 +14,7 @@ type results struct {
 	Date, Machine                 string
 	Ceiling, Index, Count, Direct figure
 	CountTLS                      figure // /count through nginx over HTTPS, keep-alive
+	CountWait                     figure // /count, each visit acknowledged by a Redis replica (wait.go)
 	Floor                         figure // net/http and one INCR per request behind the same nginx (floor.go)
 	Against                       figure // /count through nginx on the app at AgainstRev (-against)
 	AgainstRev                    string
@@ -91,6 +92,7 @@ func (r results) markdown() string {
 		{"`/` through nginx → 3 replicas", r.Index},
 		{"`/count` through nginx → 3 replicas → Redis", r.Count},
 		{"`/count` as above, over HTTPS (TLS 1.3, keep-alive)", r.CountTLS},
+		{"`/count` as above, each visit acknowledged by a Redis replica (`WAIT 1`, a swarm's setting)", r.CountWait},
 		{"`/count` on one replica directly", r.Direct},
 	}
 	if r.AgainstRev != "" {
@@ -98,6 +100,10 @@ func (r results) markdown() string {
 	}
 	for _, row := range rows {
 		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %s | %s | %d |\n", row.name, row.f.RPS, row.f.RPS/r.Ceiling.RPS, ms(row.f.P50), ms(row.f.P99), row.f.Errors)
+	}
+	if r.CountWait.RPS > 0 {
+		fmt.Fprintf(&b, "\nWhat `WAIT 1` costs a visit (same run): %.0f%% of `/count`'s throughput; p50 %s → %s, p99 %s → %s.\n",
+			100*r.CountWait.RPS/r.Count.RPS, ms(r.Count.P50), ms(r.CountWait.P50), ms(r.Count.P99), ms(r.CountWait.P99))
 	}
 	if r.AgainstRev != "" {
 		fmt.Fprintf(&b, "\nCPU of the replicas per `/count` through nginx: %.0f µs here, %.0f µs at %s.\n",
@@ -125,7 +131,7 @@ func (r results) markdown() string {
 	var names []string
 	accounted := 0.0
 	for name := range r.CPU {
-		if !slices.Contains([]string{machineTotal, taskSwitches, "nginx-ceiling", "nginx-against", againstReplicas, "nginx-floor", floorReplicas}, name) {
+		if !slices.Contains([]string{machineTotal, taskSwitches, "nginx-ceiling", "nginx-against", againstReplicas, "nginx-floor", floorReplicas, waitGroup}, name) {
 			names = append(names, name)
 			accounted += r.CPU[name]
 		}
