@@ -51,9 +51,15 @@ var _ tally.Counter = (*Counter)(nil)
 // New returns a Counter. It does not connect: the service may start while
 // Redis is still down and becomes ready when it comes up.
 func New(cfg Config) *Counter {
-	addrs, master := []string{cfg.Addr}, ""
+	addrs, master, dial := []string{cfg.Addr}, "", cfg.Timeout
 	if len(cfg.Sentinels) > 0 {
 		addrs, master = cfg.Sentinels, cfg.MasterName
+		// go-redis asks the Sentinel it last used for the primary, twice,
+		// before it drops it and asks the others, all within one command's
+		// time: a dial to a dead node's Sentinel must take a third of it,
+		// or a node lost with its Sentinel would fail every visit until
+		// that name stopped resolving (seen in the swarm drills).
+		dial = cfg.Timeout / 3
 	}
 	return &Counter{
 		// One Redis, or the failover client when MasterName is set.
@@ -65,7 +71,7 @@ func New(cfg Config) *Counter {
 			DB:               cfg.DB,
 			// A retried INCR whose reply was lost would count the visit twice.
 			MaxRetries:            -1,
-			DialTimeout:           cfg.Timeout,
+			DialTimeout:           dial,
 			DialerRetries:         1,
 			ReadTimeout:           cfg.Timeout,
 			WriteTimeout:          cfg.Timeout,
@@ -201,6 +207,12 @@ func (c *Counter) count(ctx context.Context, keys []string) (int64, error) {
 	return n, err
 }
 
+// errDemoted says the primary became a replica between counting a visit and
+// its WAIT (a planned failover, redis/failover.sh): the count ran there and
+// reached the new primary before it took over, so the same id sent again
+// returns it.
+var errDemoted = errors.New("redis became a replica after counting the visit")
+
 // thenWait sends the command write adds, and WAIT right behind it on the
 // same connection (a pipeline: one round trip), since WAIT counts the
 // writes of its own connection and cannot run inside a script.
@@ -219,6 +231,9 @@ func (c *Counter) thenWait(ctx context.Context, write func(goredis.Pipeliner) *g
 	// A failed WAIT leaves the visit counted: the same error paths as a
 	// lost reply of the script.
 	acked, err := wait.Int64()
+	if err != nil && strings.Contains(err.Error(), "WAIT cannot be used with replica") {
+		return 0, errDemoted
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -245,7 +260,7 @@ func lostReply(err error) bool {
 // or it was sent and no reply came in time. Not a dial, nor a wait for a
 // pooled connection: nothing was sent then.
 func mayHaveRun(err error) bool {
-	if lostReply(err) {
+	if lostReply(err) || errors.Is(err, errDemoted) {
 		return true
 	}
 	var opErr *net.OpError
@@ -268,7 +283,7 @@ func transient(err error) bool {
 	return errors.As(err, &netErr) || lostReply(err) || strings.HasPrefix(msg, "LOADING") ||
 		// A failover: the client still talks to the old primary, now a
 		// replica, or a primary waits for its replicas to come back.
-		strings.HasPrefix(msg, "READONLY") || strings.Contains(msg, "NOREPLICAS")
+		strings.HasPrefix(msg, "READONLY") || strings.Contains(msg, "NOREPLICAS") || errors.Is(err, errDemoted)
 }
 
 // Ping checks that Redis answers and accepts our credentials.
@@ -302,7 +317,7 @@ func reason(err error, timeout time.Duration) string {
 		return "redis is loading its data"
 	case errors.Is(err, ErrNotAcknowledged):
 		return "the visit is counted but no replica confirmed it in time"
-	case strings.HasPrefix(msg, "READONLY"):
+	case strings.HasPrefix(msg, "READONLY"), errors.Is(err, errDemoted):
 		return "redis is failing over"
 	case strings.Contains(msg, "NOREPLICAS"):
 		return "redis has too few replicas to take writes"
