@@ -229,6 +229,12 @@ func Burst(url string, n int) *Tally {
 // is called, then returns what they saw. Each worker pauses a little between
 // requests so the load is steady, not a flood.
 func SteadyLoad(url string, workers int) (stop func() *Tally) {
+	return SteadyLoadWith(Client, url, workers)
+}
+
+// SteadyLoadWith is SteadyLoad with another client: one with a shorter
+// timeout gives up on a request a dead node holds and sends the next.
+func SteadyLoadWith(c *http.Client, url string, workers int) (stop func() *Tally) {
 	res := NewTally()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -242,7 +248,7 @@ func SteadyLoad(url string, workers int) (stop func() *Tally) {
 					return
 				default:
 				}
-				res.Add(Get(url))
+				res.Add(GetWith(c, url))
 				time.Sleep(5 * time.Millisecond)
 			}
 		}()
