@@ -10,7 +10,7 @@ export GOTOOLCHAIN ?= auto
 # Every module in go.work, as package patterns (./app/... ./infra/...).
 PKGS := $(shell go list -m -f '{{.Dir}}/...' 2>/dev/null)
 BIN := $(CURDIR)/bin
-SCRIPTS := .ci/run scripts/rollout.sh scripts/backup.sh redis/backup.sh nginx/serve.sh nginx/release.sh scripts/up.sh scripts/setup.sh offline/build.sh redis/start.sh redis/replica.sh redis/sentinel.sh redis/password.sh infra/pulumi.sh lab/lab.sh $(wildcard .github/scripts/*.sh)
+SCRIPTS := .ci/run scripts/rollout.sh scripts/backup.sh scripts/failover.sh redis/backup.sh redis/failover.sh nginx/serve.sh nginx/release.sh scripts/up.sh scripts/setup.sh offline/build.sh redis/start.sh redis/replica.sh redis/sentinel.sh redis/password.sh infra/pulumi.sh lab/lab.sh $(wildcard .github/scripts/*.sh)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: help
@@ -88,6 +88,10 @@ backup: ## a snapshot of the Compose stack's Redis (STACK=name: a Pulumi stack's
 .PHONY: restore
 restore: ## load FILE (a make backup snapshot) into the stack's Redis; refused when Redis holds data, unless FORCE=1
 	@FILE="$(FILE)" FORCE="$(FORCE)" STACK="$(STACK)" COMPOSE="$(COMPOSE)" bash scripts/backup.sh restore
+
+.PHONY: failover
+failover: ## move a swarm stack's Redis primary (STACK=name, DOCKER_HOST a node with a Sentinel) to a replica, no acknowledged visit lost
+	@STACK="$(STACK)" bash scripts/failover.sh
 
 .PHONY: logs
 logs: ## follow the stack's logs
