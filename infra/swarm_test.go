@@ -191,9 +191,9 @@ func TestDeployToSwarm(t *testing.T) {
 			drill(t, "the worker rejoins", load, "nothing moves back; no request fails")
 			d.expectNoChanges()
 		}},
-		{"a failover asked of the Sentinels moves the primary under load; no acknowledged visit lost", func(t *testing.T) {
+		{"make failover moves the primary under load; no acknowledged visit lost", func(t *testing.T) {
 			note, load := redis.stepPlannedFailover(t)
-			drill(t, "SENTINEL FAILOVER (planned)", load, note)
+			drill(t, "make failover (planned: writes held, a replica caught up, promoted, the old primary its replica)", load, note)
 		}},
 		{"the primary's node killed under load: counting resumes within 10 s, no acknowledged visit lost", func(t *testing.T) {
 			var note string

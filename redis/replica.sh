@@ -15,14 +15,24 @@
 set -eu
 auth=$(cat "$REDIS_PASSWORD_FILE")
 primary=
-# While no Sentinel answers, a few tries: after every node restarted at once
-# the Sentinels may start a moment after the Redis.
+# A Sentinel's name resolves once its task runs (none do on the first
+# deploy, and a lookup of a name nothing has can wait on DNS servers
+# outside the swarm: at most a second each). While some run but none
+# answers, a few tries: after every node restarted at once the Sentinels
+# may start a moment after the Redis.
 for _ in 1 2 3 4 5; do
+	running=
 	for sentinel in $TALLY_SENTINELS; do
+		timeout 1 getent hosts "$sentinel" >/dev/null 2>&1 || continue
+		running=yes
+		# No pipe: nothing left running for redis-server, PID 1 after exec.
 		answer=$(REDISCLI_AUTH=$auth timeout 2 redis-cli -h "$sentinel" -p 26379 --raw \
-			sentinel get-master-addr-by-name "$TALLY_MASTER_NAME" 2>/dev/null | head -n 1) || answer=
+			sentinel get-master-addr-by-name "$TALLY_MASTER_NAME" 2>/dev/null) || answer=
+		answer=${answer%%
+*}
 		case $answer in '' | *' '*) ;; *) primary=$answer && break 2 ;; esac
 	done
+	[ -n "$running" ] || break
 	sleep 1
 done
 if [ -z "$primary" ]; then

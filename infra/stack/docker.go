@@ -222,6 +222,9 @@ func containerArgs(n names, svc service, image pulumi.StringInput, nets map[stri
 	if svc.stopSignal != "" {
 		args.StopSignal = pulumi.String(svc.stopSignal)
 	}
+	if svc.stackDNS {
+		args.Dns, args.DnsOpts = pulumi.ToStringArray(noUpstreamDNS), pulumi.ToStringArray(dnsOptions)
+	}
 	args.Cpus = pulumi.String(fmt.Sprintf("%d.0", svc.cpus)) // as read back
 	args.NetworksAdvanced = attachments(svc, nets)
 	if svc.password {

@@ -130,6 +130,7 @@ func replicated(first service, replicas int, files Files) []service {
 		r.command = []string{"sh", "-c", files.RedisReplica + files.RedisStart, "redis-start"}
 		r.env = slices.Concat(first.env, common, []string{"TALLY_REDIS_SELF=" + name})
 		r.networks = []attachment{{backend, name}}
+		r.stackDNS = true
 		if i > 0 {
 			// One at a time: a change never restarts two copies at once.
 			r.waitsFor = []string{redisNames[i-1]}
@@ -141,13 +142,14 @@ func replicated(first service, replicas int, files Files) []service {
 		svcs = append(svcs, service{
 			role:     name,
 			image:    first.image,
-			replicas: 1, replace: stopFirst, // its volume
+			replicas: 1, replace: stopFirst, // one at a time: a majority always watches
 			placement: constraint(sentinelNode(k+1, len(redisNames))),
 			waitsFor:  []string{waitFor},
 			user:      first.user,
 			command:   []string{"sh", "-c", files.RedisSentinel, "redis-sentinel"},
 			env: slices.Concat(first.env, common, []string{
 				"TALLY_SENTINEL_SELF=" + name,
+				"TALLY_REDIS=" + strings.Join(redisNames, " "),
 				fmt.Sprintf("TALLY_SENTINEL_QUORUM=%d", sentinelQuorum),
 				fmt.Sprintf("TALLY_DOWN_AFTER_MS=%d", downAfter.Milliseconds()),
 				fmt.Sprintf("TALLY_FAILOVER_TIMEOUT_MS=%d", failoverTimeout.Milliseconds()),
@@ -157,12 +159,11 @@ func replicated(first service, replicas int, files Files) []service {
 			memoryMB: 32,
 			cpus:     1,
 			pids:     32,
-			// Sentinel saves its config at every change: nothing to flush.
+			// Its config is in memory (redis/sentinel.sh says why).
 			stopGrace: 5,
 			password:  true,
-			// What it learned (the primary, the epoch) kept across restarts.
-			dataDir:  "/data",
-			networks: []attachment{{backend, name}},
+			networks:  []attachment{{backend, name}},
+			stackDNS:  true,
 		})
 		// One at a time too: a majority always watches.
 		waitFor = name

@@ -194,6 +194,11 @@ func serviceArgs(n names, svc service, image pulumi.StringInput, nets map[string
 	if svc.stopSignal != "" {
 		spec.StopSignal = pulumi.String(svc.stopSignal)
 	}
+	if svc.stackDNS {
+		spec.DnsConfig = docker.ServiceTaskSpecContainerSpecDnsConfigArgs{
+			Nameservers: pulumi.ToStringArray(noUpstreamDNS), Options: pulumi.ToStringArray(dnsOptions),
+		}
+	}
 	var mounted docker.ServiceTaskSpecContainerSpecSecretArray
 	for _, m := range []struct {
 		reads  bool
