@@ -60,7 +60,7 @@ func backupService(cfg Config, redis service, files Files) service {
 		memoryMB:  64,
 		cpus:      1,
 		pids:      16,
-		stopGrace: 5,
+		stopGrace: 10, // a swarm's delete waits within it (replication.go)
 		password:  true,
 		dataDir:   backupDir,
 		networks:  []attachment{{backend, ""}},

@@ -159,8 +159,11 @@ func replicated(first service, replicas int, files Files) []service {
 			memoryMB: 32,
 			cpus:     1,
 			pids:     32,
-			// Its config is in memory (redis/sentinel.sh says why).
-			stopGrace: 5,
+			// Nothing to save (its config is in memory: redis/sentinel.sh
+			// says why), but a swarm's delete waits within the grace period
+			// for the task's container to go, which 5 s did not give it in
+			// the lab (as the certs keeper's, tls.go).
+			stopGrace: 10,
 			password:  true,
 			networks:  []attachment{{backend, name}},
 			stackDNS:  true,
