@@ -161,9 +161,9 @@ func replicated(first service, replicas int, files Files) []service {
 			pids:     32,
 			// Nothing to save (its config is in memory: redis/sentinel.sh
 			// says why), but a swarm's delete waits within the grace period
-			// for the task's container to go, which 5 s did not give it in
-			// the lab (as the certs keeper's, tls.go).
-			stopGrace: 10,
+			// for the task's container to go, which neither 5 s nor 10 s
+			// gave sentinel-1 on the lab's busy manager in a full run.
+			stopGrace: 30,
 			password:  true,
 			networks:  []attachment{{backend, name}},
 			stackDNS:  true,
